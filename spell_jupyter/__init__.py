@@ -1,0 +1,15 @@
+"""spell-jupyter: Spell's run platform, self-hosted inside Jupyter.
+
+This module stays import-light: the CLI imports it on every start.
+"""
+
+from ._version import __version__
+
+__all__ = ["__version__"]
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    """Tell jupyter_server where the extension app lives (imported lazily)."""
+    from .server.app import SpellJupyter
+
+    return [{"module": "spell_jupyter.server.app", "app": SpellJupyter}]

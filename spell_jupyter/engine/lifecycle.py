@@ -1,0 +1,295 @@
+"""RunEngine: the one loop per data directory that moves runs through their lifecycle.
+
+machine_requested -> building -> mounting -> running -> saving -> pushing -> complete | failed |
+stopped; `killed` skips saving; `interrupted` when a run's process vanished. Every step is
+written to the store first, so a restarted engine resumes any run from the status it finds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from traitlets import Float, Int, default
+from traitlets.config import LoggingConfigurable
+
+from ..backends.base import Backend, LaunchRequest, ProcessState
+from ..fs import SpellFS
+from ..models import Status, RunAction
+from ..store.repository import ActiveRun, RunStore
+from .leader import LeaderLock
+from .outputs import changed_files, human_size, write_manifest
+
+PROGRESS = (Status.BUILDING, Status.MOUNTING)
+FINISHING = (Status.SAVING, Status.PUSHING)
+MAX_CONSECUTIVE_ERRORS = 5
+
+
+class RunEngine(LoggingConfigurable):
+    """Schedules queued runs under a concurrency limit and follows running ones."""
+
+    concurrency_limit = Int(
+        help="How many runs may be past machine_requested at once "
+        "(env SPELL_CONCURRENCY_LIMIT; default: the CPU count)"
+    ).tag(config=True)
+
+    @default("concurrency_limit")
+    def _default_concurrency_limit(self) -> int:
+        return int(os.environ.get("SPELL_CONCURRENCY_LIMIT") or os.cpu_count() or 1)
+
+    stop_grace_period = Float(
+        help="Seconds between SIGTERM and SIGKILL when a run is stopped "
+        "(env SPELL_STOP_GRACE_PERIOD; default 10)"
+    ).tag(config=True)
+
+    @default("stop_grace_period")
+    def _default_stop_grace_period(self) -> float:
+        return float(os.environ.get("SPELL_STOP_GRACE_PERIOD") or 10.0)
+
+    poll_interval = Float(0.02, help="Seconds between passes while runs are active").tag(
+        config=True
+    )
+    idle_poll_interval = Float(
+        0.25, help="Seconds between passes with nothing active (new submissions wake it)"
+    ).tag(config=True)
+    leader_retry_interval = Float(
+        1.0, help="Seconds between attempts of a standby engine to become the leader"
+    ).tag(config=True)
+
+    def __init__(self, *, store: RunStore, backend: Backend, fs: SpellFS, home: Path, **kwargs):
+        super().__init__(**kwargs)
+        self.store = store
+        self.backend = backend
+        self.fs = fs
+        self.home = home
+        self.work_root = home / "work"
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        self.leader_lock = LeaderLock(home / "engine.lock")
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._terminated: set[int] = set()  # runs sent SIGTERM by this process
+        self._errors: dict[int, int] = {}
+
+    # -- control ---------------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader_lock.held
+
+    def start(self) -> None:
+        """Run the loop in a daemon thread; it waits to become the leader if another is."""
+        self._thread = threading.Thread(target=self._main, name="spell-engine", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.leader_lock.release()
+
+    def _main(self) -> None:
+        while not self._stopping.is_set():
+            if not self.leader_lock.try_acquire():
+                self._stopping.wait(self.leader_retry_interval)
+                continue
+            self.log.info("Spell engine: leading runs in %s", self.home)
+            self._sweep_leftovers()
+            while not self._stopping.is_set():
+                try:
+                    busy = self.tick()
+                except Exception:  # the store may be briefly unavailable; keep leading
+                    self.log.exception("Spell engine: pass failed")
+                    busy = True
+                self._wake.wait(self.poll_interval if busy else self.idle_poll_interval)
+                self._wake.clear()
+
+    # -- one pass ---------------------------------------------------------------------------------
+
+    def tick(self) -> bool:
+        """Advance every active run one step. Returns whether any run is active."""
+        runs = self.store.active_runs()
+        occupied = sum(1 for r in runs if r.status != Status.MACHINE_REQUESTED)
+        for run in runs:
+            try:
+                if run.status == Status.MACHINE_REQUESTED:
+                    if run.requested_action is not None:
+                        self._cancel_queued(run)
+                    elif occupied < self.concurrency_limit:
+                        occupied += 1
+                        self._launch(run)
+                elif run.status in PROGRESS:
+                    self._launch(run)
+                elif run.status == Status.RUNNING:
+                    self._follow(run)
+                elif run.status in FINISHING:
+                    self._finish(run, self._exit_code(run))
+                self._errors.pop(run.id, None)
+            except Exception as exc:
+                self._on_error(run, exc)
+        return bool(runs)
+
+    # -- steps --------------------------------------------------------------------------------------
+
+    def _cancel_queued(self, run: ActiveRun) -> None:
+        final = Status.KILLED if run.requested_action == RunAction.KILL else Status.STOPPED
+        self.store.set_status(run.id, final, f"Run {final.value} before it started")
+
+    def _launch(self, run: ActiveRun) -> None:
+        if run.status == Status.MACHINE_REQUESTED:
+            self.store.set_status(run.id, Status.BUILDING, "Building")
+        if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING):
+            self.store.set_status(run.id, Status.MOUNTING, "Mounting")
+        workdir = self._workdir(run.id)
+        (workdir / run.spec.cwd).mkdir(parents=True, exist_ok=True)
+        write_manifest(workdir, self._manifest(run.id))
+        handle = self.backend.start(
+            LaunchRequest(
+                run_id=run.id,
+                command=run.spec.command,
+                workdir=workdir,
+                cwd=run.spec.cwd,
+                envvars=run.spec.envvars,
+            )
+        )
+        self.store.set_handle(run.id, self.backend.name, handle)
+        self.store.set_status(run.id, Status.RUNNING, "Run is running")
+
+    def _follow(self, run: ActiveRun) -> None:
+        handle = run.handle or {}
+        cursor = self._ingest(run.id, handle, run.output_cursor)
+        self._carry_out_request(run, handle)
+        state = self.backend.status(handle)
+        if state.state in (ProcessState.STARTING, ProcessState.RUNNING):
+            return
+        self._ingest(run.id, handle, cursor, drain=True)
+        if state.state == ProcessState.LOST:
+            self.store.add_status_note(
+                run.id,
+                "The run's process ended without an exit code (was the machine restarted?)"
+                + (f": {state.detail}" if state.detail else ""),
+            )
+        self._finish(run, state.exit_code)
+
+    def _carry_out_request(self, run: ActiveRun, handle: dict) -> None:
+        if run.requested_action == RunAction.KILL:
+            self.backend.signal(handle, signal.SIGKILL)
+        elif run.requested_action == RunAction.STOP:
+            if run.id not in self._terminated:
+                if self.backend.signal(handle, signal.SIGTERM):
+                    self._terminated.add(run.id)
+                    self.store.add_status_note(
+                        run.id,
+                        f"Stopping: sent SIGTERM, SIGKILL in {self.stop_grace_period:g}s",
+                    )
+            elif _seconds_since(run.requested_at) > self.stop_grace_period:
+                self.backend.signal(handle, signal.SIGKILL)
+
+    def _finish(self, run: ActiveRun, exit_code: int | None) -> None:
+        """Save outputs (unless killed), set the final status, then clean up."""
+        action = run.requested_action
+        if action == RunAction.KILL:
+            self.store.set_status(run.id, Status.KILLED, "Run killed", user_exit_code=exit_code)
+        else:
+            if run.status != Status.PUSHING:
+                if run.status != Status.SAVING:
+                    self.store.set_status(run.id, Status.SAVING, "Saving")
+                self.store.add_status_note(run.id, "Retrieving modified or new files from the run")
+                files = changed_files(self._workdir(run.id), self._manifest(run.id))
+                if files:
+                    total = human_size(sum(size for _, size in files))
+                    self.store.add_status_note(run.id, f"Saving {_count(files)} ({total})")
+                else:
+                    self.store.add_status_note(run.id, "No modified or new files found")
+                self.store.set_status(run.id, Status.PUSHING, "Pushing")
+            files = changed_files(self._workdir(run.id), self._manifest(run.id))
+            if files:
+                self.fs.save_run_outputs(run.id, self._workdir(run.id), [f for f, _ in files])
+                self.store.add_status_note(run.id, f"Saved {_count(files)} to runs/{run.id}")
+            final, message, code = self._final(action, exit_code)
+            self.store.set_status(run.id, final, message, user_exit_code=code)
+        self._cleanup(run.id, run.handle)
+
+    @staticmethod
+    def _final(action: RunAction | None, exit_code: int | None) -> tuple[Status, str, int | None]:
+        if action == RunAction.STOP:
+            return Status.STOPPED, "Run stopped", exit_code
+        if exit_code is None:
+            return Status.INTERRUPTED, "Run interrupted", None
+        if exit_code == 0:
+            return Status.COMPLETE, "Run complete", 0
+        return Status.FAILED, f"Run failed with exit code {exit_code}", exit_code
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _ingest(self, run_id: int, handle: dict, cursor: int, drain: bool = False) -> int:
+        while True:
+            lines, new_cursor = self.backend.read_output(handle, cursor)
+            if new_cursor == cursor:
+                return cursor
+            self.store.append_output(run_id, lines, new_cursor)
+            cursor = new_cursor
+            if not drain:
+                return cursor
+
+    def _exit_code(self, run: ActiveRun) -> int | None:
+        if not run.handle:
+            return None
+        state = self.backend.status(run.handle)
+        return state.exit_code if state.state == ProcessState.EXITED else None
+
+    def _cleanup(self, run_id: int, handle: dict | None) -> None:
+        if handle:
+            self.backend.cleanup(handle)
+        shutil.rmtree(self._workdir(run_id), ignore_errors=True)
+        self._manifest(run_id).unlink(missing_ok=True)
+        self._terminated.discard(run_id)
+
+    def _sweep_leftovers(self) -> None:
+        """Remove working folders of runs that ended while their cleanup was cut short."""
+        for entry in self.work_root.iterdir():
+            run_id = entry.name.split(".", 1)[0]
+            if run_id.isdigit():
+                try:
+                    final = self.store.status_of(int(run_id)).is_final
+                except Exception:
+                    final = True  # no such run
+                if final:
+                    if entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink(missing_ok=True)
+
+    def _on_error(self, run: ActiveRun, exc: Exception) -> None:
+        count = self._errors.get(run.id, 0) + 1
+        self._errors[run.id] = count
+        self.log.exception("Spell engine: run %s failed a step (%s in a row)", run.id, count)
+        if count >= MAX_CONSECUTIVE_ERRORS:
+            self.store.add_status_note(run.id, f"The engine could not advance this run: {exc}")
+            self.store.set_status(run.id, Status.FAILED, f"Run failed: {exc}")
+            self._errors.pop(run.id, None)
+
+    def _workdir(self, run_id: int) -> Path:
+        return self.work_root / str(run_id)
+
+    def _manifest(self, run_id: int) -> Path:
+        return self.work_root / f"{run_id}.manifest.json"
+
+
+def _seconds_since(when: datetime | None) -> float:
+    if when is None:
+        return 0.0
+    return (datetime.now(timezone.utc) - when).total_seconds()
+
+
+def _count(files: list) -> str:
+    return f"{len(files)} file{'s' if len(files) != 1 else ''}"
+

@@ -1,0 +1,25 @@
+"""Errors the service layer raises; the server maps each to its HTTP status."""
+
+from __future__ import annotations
+
+
+class SpellError(Exception):
+    """A failure a user can act on; `status_code` is what REST answers with."""
+
+    status_code = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(SpellError):
+    status_code = 400
+
+
+class NotFound(SpellError):
+    status_code = 404
+
+
+class Conflict(SpellError):
+    status_code = 409

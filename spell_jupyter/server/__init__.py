@@ -1,0 +1,1 @@
+"""The jupyter_server extension: REST and streaming handlers over the engine."""

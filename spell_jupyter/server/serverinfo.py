@@ -1,0 +1,60 @@
+"""server.json: how clients find the one `spell server` of a data directory."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..paths import server_info_path, server_lock_path
+
+
+class ServerInfoFile:
+    """Claims the data directory (an flock held for the server's life) and describes it."""
+
+    def __init__(self, home: Path):
+        self.path = server_info_path(home)
+        self.lock_path = server_lock_path(home)
+        self._lock_file = None
+
+    def claim(self) -> None:
+        lock_file = open(self.lock_path, "a")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.close()
+            sys.stderr.write(f"{self.describe_running()}\n")
+            raise SystemExit(1) from None
+        self._lock_file = lock_file
+
+    def describe_running(self) -> str:
+        try:
+            info = json.loads(self.path.read_text())
+            where = f" at {info['url']} (pid {info['pid']})"
+        except (OSError, ValueError, KeyError):
+            where = ""
+        return f"A Spell server is already running for {self.path.parent}{where}."
+
+    def write(self, *, url: str, token: str, version: str) -> None:
+        data = {
+            "url": url,
+            "token": token,
+            "pid": os.getpid(),
+            "spell_home": str(self.path.parent),
+            "version": version,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        try:
+            if json.loads(self.path.read_text()).get("pid") == os.getpid():
+                self.path.unlink()
+        except (OSError, ValueError):
+            pass

@@ -1,0 +1,368 @@
+"""RunStore: every read and write of runs, labels, status history and logs.
+
+Writers open `BEGIN IMMEDIATE` transactions on SQLite, so concurrent submissions from many
+processes serialise cleanly and IDs come out unique and ascending in acceptance order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import Conflict, NotFound
+from ..models import (
+    FINAL_STATUSES,
+    LogEntry,
+    OutputLine,
+    Run,
+    RunAction,
+    RunKind,
+    RunPage,
+    RunSpec,
+    Status,
+    StatusChange,
+    check_label,
+)
+from .orm import LogEntryRow, RunLabelRow, RunRow, StatusChangeRow, utcnow
+
+FINAL_VALUES = tuple(s.value for s in FINAL_STATUSES)
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    """What the engine needs of a run that is not final yet."""
+
+    id: int
+    status: Status
+    spec: RunSpec
+    requested_action: RunAction | None
+    requested_at: datetime | None
+    backend: str | None
+    handle: dict | None
+    output_cursor: int
+    started_at: datetime | None
+
+
+class RunStore:
+    """The service-layer view of the database."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._read = sessionmaker(bind=engine, expire_on_commit=False)
+        self._write = sessionmaker(
+            bind=engine.execution_options(spell_write=True), expire_on_commit=False
+        )
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        with self._write() as session, session.begin():
+            yield session
+
+    # -- creating and reading runs ------------------------------------------------------
+
+    def create_run(self, spec: RunSpec, waiting_message: str) -> Run:
+        """Insert a run in `machine_requested`; its ID is the next of one ascending sequence."""
+        now = utcnow()
+        with self._writing() as session:
+            row = RunRow(
+                kind=spec.kind.value,
+                command=spec.command,
+                spec=spec.model_dump(mode="json"),
+                status=Status.MACHINE_REQUESTED.value,
+                status_message=waiting_message,
+                created_at=now,
+                description=spec.description,
+                machine_type=spec.machine_type,
+                archived=False,
+                output_cursor=0,
+                next_log_offset=0,
+            )
+            session.add(row)
+            session.flush()
+            session.add_all(RunLabelRow(run_id=row.id, label=label) for label in spec.labels)
+            self._record_status(session, row, Status.MACHINE_REQUESTED, waiting_message, now)
+            run_id = row.id
+        return self.get_run(run_id)
+
+    def get_run(self, run_id: int) -> Run:
+        with self._read() as session:
+            row = self._row(session, run_id)
+            labels = self._labels(session, [run_id]).get(run_id, [])
+            history = session.scalars(
+                select(StatusChangeRow)
+                .where(StatusChangeRow.run_id == run_id)
+                .order_by(StatusChangeRow.id)
+            ).all()
+            return _to_run(row, labels, history)
+
+    def list_runs(
+        self,
+        *,
+        statuses: Sequence[Status] = (),
+        labels: Sequence[str] = (),
+        kinds: Sequence[RunKind] = (),
+        archived: bool | None = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RunPage:
+        """Runs newest first, filtered by status, label (all of them) and kind."""
+        conditions = []
+        if statuses:
+            conditions.append(RunRow.status.in_([s.value for s in statuses]))
+        if kinds:
+            conditions.append(RunRow.kind.in_([k.value for k in kinds]))
+        if archived is not None:
+            conditions.append(RunRow.archived == archived)
+        for label in labels:
+            conditions.append(
+                RunRow.id.in_(select(RunLabelRow.run_id).where(RunLabelRow.label == label))
+            )
+        where = and_(True, *conditions)
+        with self._read() as session:
+            total = session.scalar(select(func.count()).select_from(RunRow).where(where)) or 0
+            rows = session.scalars(
+                select(RunRow).where(where).order_by(RunRow.id.desc()).limit(limit).offset(offset)
+            ).all()
+            label_map = self._labels(session, [r.id for r in rows])
+            runs = [_to_run(r, label_map.get(r.id, []), []) for r in rows]
+        return RunPage(runs=runs, total=total, offset=offset, limit=limit)
+
+    def status_of(self, run_id: int) -> Status:
+        with self._read() as session:
+            value = session.scalar(select(RunRow.status).where(RunRow.id == run_id))
+        if value is None:
+            raise NotFound(f"no run with ID {run_id}")
+        return Status(value)
+
+    # -- user requests --------------------------------------------------------------------
+
+    def request_action(self, run_id: int, action: RunAction) -> Run:
+        """Record a stop or kill for the engine; refused once the run is final."""
+        with self._writing() as session:
+            row = self._row(session, run_id)
+            if row.status in FINAL_VALUES:
+                raise Conflict(
+                    f"run {run_id} is already {row.status}: there is nothing to {action.value}"
+                )
+            if row.requested_action != RunAction.KILL.value:  # a kill is never downgraded
+                row.requested_action = action.value
+                row.requested_at = utcnow()
+        return self.get_run(run_id)
+
+    def add_label(self, run_id: int, label: str) -> Run:
+        label = check_label(label)
+        with self._writing() as session:
+            self._row(session, run_id)
+            if session.get(RunLabelRow, (run_id, label)) is None:
+                session.add(RunLabelRow(run_id=run_id, label=label))
+        return self.get_run(run_id)
+
+    def remove_label(self, run_id: int, label: str) -> Run:
+        with self._writing() as session:
+            self._row(session, run_id)
+            found = session.get(RunLabelRow, (run_id, label))
+            if found is None:
+                raise NotFound(f"run {run_id} has no label {label!r}")
+            session.delete(found)
+        return self.get_run(run_id)
+
+    def archive(self, run_id: int) -> Run:
+        with self._writing() as session:
+            row = self._row(session, run_id)
+            if row.status not in FINAL_VALUES:
+                raise Conflict(f"run {run_id} is {row.status}: only finished runs can be archived")
+            row.archived = True
+        return self.get_run(run_id)
+
+    # -- the engine's side ------------------------------------------------------------------
+
+    def active_runs(self) -> list[ActiveRun]:
+        """Runs not final yet, oldest first (the submission order)."""
+        with self._read() as session:
+            rows = session.scalars(
+                select(RunRow).where(RunRow.status.not_in(FINAL_VALUES)).order_by(RunRow.id)
+            ).all()
+            return [
+                ActiveRun(
+                    id=r.id,
+                    status=Status(r.status),
+                    spec=RunSpec.model_validate(r.spec),
+                    requested_action=RunAction(r.requested_action) if r.requested_action else None,
+                    requested_at=r.requested_at,
+                    backend=r.backend,
+                    handle=r.handle,
+                    output_cursor=r.output_cursor,
+                    started_at=r.started_at,
+                )
+                for r in rows
+            ]
+
+    def set_status(
+        self,
+        run_id: int,
+        status: Status,
+        message: str = "",
+        *,
+        user_exit_code: int | None = None,
+    ) -> None:
+        """Move a run to `status`, recording history and a status-event log entry."""
+        now = utcnow()
+        with self._writing() as session:
+            row = self._row(session, run_id)
+            if row.status in FINAL_VALUES:
+                return  # a final status is never left
+            if status == Status.RUNNING and row.started_at is None:
+                row.started_at = now
+            if status in FINAL_STATUSES:
+                row.ended_at = now
+                row.requested_action = None
+            if user_exit_code is not None:
+                row.user_exit_code = user_exit_code
+            self._record_status(session, row, status, message, now)
+
+    def set_handle(self, run_id: int, backend: str, handle: dict) -> None:
+        with self._writing() as session:
+            row = self._row(session, run_id)
+            row.backend = backend
+            row.handle = handle
+
+    def add_status_note(self, run_id: int, text: str) -> None:
+        """A status-event line within the current status (e.g. what saving found)."""
+        with self._writing() as session:
+            row = self._row(session, run_id)
+            self._append_log(session, row, text, status_event=True, timestamp=utcnow())
+
+    def append_output(self, run_id: int, lines: Iterable[OutputLine], cursor: int) -> int:
+        """Store captured output and the backend cursor after it, atomically. Returns a count."""
+        count = 0
+        with self._writing() as session:
+            row = self._row(session, run_id)
+            for line in lines:
+                self._append_log(
+                    session,
+                    row,
+                    line.text,
+                    status_event=False,
+                    timestamp=line.timestamp,
+                    stream=line.stream,
+                )
+                count += 1
+            row.output_cursor = cursor
+        return count
+
+    # -- logs ----------------------------------------------------------------------------------
+
+    def logs(self, run_id: int, offset: int = 0, limit: int = 1000) -> list[LogEntry]:
+        with self._read() as session:
+            rows = session.scalars(
+                select(LogEntryRow)
+                .where(LogEntryRow.run_id == run_id, LogEntryRow.offset >= offset)
+                .order_by(LogEntryRow.offset)
+                .limit(limit)
+            ).all()
+            return [
+                LogEntry(
+                    offset=r.offset,
+                    timestamp=r.timestamp,
+                    status=Status(r.status),
+                    status_event=r.status_event,
+                    level=r.level,
+                    stream=r.stream,
+                    text=r.text,
+                )
+                for r in rows
+            ]
+
+    def log_count(self, run_id: int) -> int:
+        with self._read() as session:
+            value = session.scalar(select(RunRow.next_log_offset).where(RunRow.id == run_id))
+        if value is None:
+            raise NotFound(f"no run with ID {run_id}")
+        return value
+
+    def delete_run(self, run_id: int) -> None:
+        """Remove a run entirely (used to undo a submission the backend refused)."""
+        with self._writing() as session:
+            session.execute(delete(RunRow).where(RunRow.id == run_id))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(session: Session, run_id: int) -> RunRow:
+        row = session.get(RunRow, run_id)
+        if row is None:
+            raise NotFound(f"no run with ID {run_id}")
+        return row
+
+    @staticmethod
+    def _labels(session: Session, run_ids: list[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        if run_ids:
+            for run_id, label in session.execute(
+                select(RunLabelRow.run_id, RunLabelRow.label)
+                .where(RunLabelRow.run_id.in_(run_ids))
+                .order_by(RunLabelRow.label)
+            ):
+                out.setdefault(run_id, []).append(label)
+        return out
+
+    def _record_status(
+        self, session: Session, row: RunRow, status: Status, message: str, now: datetime
+    ) -> None:
+        row.status = status.value
+        row.status_message = message
+        session.add(StatusChangeRow(run_id=row.id, status=status.value, at=now, message=message))
+        self._append_log(session, row, message, status_event=True, timestamp=now)
+
+    @staticmethod
+    def _append_log(
+        session: Session,
+        row: RunRow,
+        text: str,
+        *,
+        status_event: bool,
+        timestamp: datetime,
+        stream: str | None = None,
+    ) -> None:
+        session.add(
+            LogEntryRow(
+                run_id=row.id,
+                offset=row.next_log_offset,
+                timestamp=timestamp,
+                status=row.status,
+                status_event=status_event,
+                level="info",
+                stream=stream,
+                text=text,
+            )
+        )
+        row.next_log_offset += 1
+
+
+def _to_run(row: RunRow, labels: list[str], history: Sequence[StatusChangeRow]) -> Run:
+    return Run(
+        id=row.id,
+        kind=RunKind(row.kind),
+        command=row.command,
+        spec=RunSpec.model_validate(row.spec),
+        status=Status(row.status),
+        status_message=row.status_message or "",
+        status_history=[
+            StatusChange(status=Status(h.status), at=h.at, message=h.message) for h in history
+        ],
+        user_exit_code=row.user_exit_code,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        labels=labels,
+        description=row.description or "",
+        machine_type=row.machine_type,
+        archived=bool(row.archived),
+        requested_action=RunAction(row.requested_action) if row.requested_action else None,
+        backend=row.backend,
+    )
