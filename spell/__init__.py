@@ -1,0 +1,1 @@
+"""Spell's own package name, so that Spell scripts (`import spell.client`) run unchanged."""

@@ -1,0 +1,65 @@
+"""The Python API of spell-jupyter, with Spell's names:
+
+    import spell.client
+    client = spell.client.from_environment()
+    run = client.runs.new(command="python train.py")
+    run.wait_status(*client.runs.FINAL)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..paths import spell_home
+from .connection import ServerInfo, environment_server_info, read_server_info
+from .errors import (
+    APIError,
+    ServerAlreadyRunning,
+    ServerUnavailable,
+    SpellClientError,
+    UnsupportedArgument,
+    WaitError,
+)
+from .resources import ResourcesService
+from .runs import LogEntry, Run, RunsService
+from .transport import Transport
+
+__all__ = [
+    "APIError",
+    "LogEntry",
+    "Run",
+    "RunsService",
+    "ServerAlreadyRunning",
+    "ServerUnavailable",
+    "SpellClient",
+    "SpellClientError",
+    "UnsupportedArgument",
+    "WaitError",
+    "from_environment",
+]
+
+
+class SpellClient:
+    """A connection to one Spell server: `.runs` and `.resources`."""
+
+    def __init__(self, base_url: str, token: str = ""):
+        self.base_url = base_url
+        self.transport = Transport(base_url, token)
+        self.runs = RunsService(self)
+        self.resources = ResourcesService(self)
+
+    def __repr__(self) -> str:
+        return f"<SpellClient {self.base_url}>"
+
+
+def from_environment(spell_home_dir: str | Path | None = None) -> SpellClient:
+    """A client for `$SPELL_BASE_URL`/`$SPELL_TOKEN`, else the `spell server` of SPELL_HOME."""
+    info: ServerInfo | None = environment_server_info()
+    if info is None:
+        home = spell_home(spell_home_dir)
+        info = read_server_info(home)
+        if info is None:
+            raise ServerUnavailable(
+                f"no Spell server is running for {home}: start one with `spell server`"
+            )
+    return SpellClient(info.url, info.token)

@@ -18,11 +18,12 @@ from traitlets import Float, Int, default
 from traitlets.config import LoggingConfigurable
 
 from ..backends.base import Backend, LaunchRequest, ProcessState
-from ..fs import SpellFS
+from ..fs.spellfs import SpellFS
 from ..models import Status, RunAction
 from ..store.repository import ActiveRun, RunStore
 from .leader import LeaderLock
-from .outputs import changed_files, human_size, write_manifest
+from ..humanize import human_size
+from .outputs import changed_files, write_manifest
 
 PROGRESS = (Status.BUILDING, Status.MOUNTING)
 FINISHING = (Status.SAVING, Status.PUSHING)
@@ -206,13 +207,13 @@ class RunEngine(LoggingConfigurable):
                 files = changed_files(self._workdir(run.id), self._manifest(run.id))
                 if files:
                     total = human_size(sum(size for _, size in files))
-                    self.store.add_status_note(run.id, f"Saving {_count(files)} ({total})")
+                    self.store.add_status_note(run.id, f"Found {_count(files)} to save ({total})")
                 else:
                     self.store.add_status_note(run.id, "No modified or new files found")
                 self.store.set_status(run.id, Status.PUSHING, "Pushing")
             files = changed_files(self._workdir(run.id), self._manifest(run.id))
+            self.fs.save_run_outputs(run.id, self._workdir(run.id), [f for f, _ in files])
             if files:
-                self.fs.save_run_outputs(run.id, self._workdir(run.id), [f for f, _ in files])
                 self.store.add_status_note(run.id, f"Saved {_count(files)} to runs/{run.id}")
             final, message, code = self._final(action, exit_code)
             self.store.set_status(run.id, final, message, user_exit_code=code)

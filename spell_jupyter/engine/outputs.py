@@ -36,10 +36,3 @@ def changed_files(workdir: Path, manifest_path: Path) -> list[tuple[str, int]]:
         (rel, meta[0]) for rel, meta in scan(workdir).items() if before.get(rel) != meta
     )
 
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    raise AssertionError("unreachable")

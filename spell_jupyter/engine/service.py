@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from ..fs import SpellFS
+from ..fs.spellfs import SpellFS
 from ..models import FileInfo, LogEntry, Run, RunAction, RunKind, RunPage, RunSpec, Status
 from ..store import RunStore
 from .lifecycle import RunEngine

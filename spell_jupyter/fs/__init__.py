@@ -1,6 +1,3 @@
-"""SpellFS: the one namespace of run outputs, uploads and public data."""
+"""SpellFS: the one namespace of run outputs, uploads and public data.
 
-from .paths import NAMESPACES, normalize
-from .spellfs import SpellFS
-
-__all__ = ["NAMESPACES", "SpellFS", "normalize"]
+`paths` (the path rules) is import-light for clients; `spellfs.SpellFS` is the storage side."""

@@ -14,7 +14,7 @@ from ..backends.base import Backend
 from ..backends.local import LocalBackend
 from ..engine import RunEngine, RunService
 from ..engine.machine_types import MachineTypes
-from ..fs import SpellFS
+from ..fs.spellfs import SpellFS
 from ..paths import spell_home
 from ..store import RunStore, connect_database
 from ..store.database import default_db_url

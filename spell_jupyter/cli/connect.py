@@ -1,0 +1,25 @@
+"""How CLI commands reach a server: $SPELL_BASE_URL, else SPELL_HOME's `spell server`,
+else a new one started in the background (and the user is told)."""
+
+from __future__ import annotations
+
+import click
+
+
+def client():
+    from ..client import SpellClient
+    from ..client.connection import environment_server_info, running_server, start_server
+    from ..paths import spell_home
+
+    info = environment_server_info()
+    if info is None:
+        home = spell_home()
+        info = running_server(home)
+        if info is None:
+            info = start_server(home)
+            click.echo(
+                f"✨ No Spell server was running for {home}; started one in the background at "
+                f"{info.url} (stop it with `spell server stop`)",
+                err=True,
+            )
+    return SpellClient(info.url, info.token)

@@ -1,0 +1,78 @@
+"""How runs and logs look in a terminal, Spell-style (✨ Building… done)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from ..humanize import format_duration
+
+PROGRESS = ("machine_requested", "building", "mounting", "saving", "pushing")
+FINAL_EMOJI = {"complete": "🎉", "stopped": "🛑", "killed": "💀"}
+
+
+def status_title(status: str) -> str:
+    return status.title()  # Spell's spelling: Machine_Requested
+
+
+class LogPrinter:
+    """Turns log entries into lines: user output as is, status events as Spell printed them."""
+
+    def __init__(self, echo: Callable[[str], None]):
+        self.echo = echo
+        self.current: str | None = None
+
+    def entry(self, entry) -> None:
+        if not entry.status_event:
+            self.echo(entry.text)
+            return
+        if entry.status != self.current:
+            if self.current in PROGRESS:
+                self.echo(f"✨ {status_title(self.current)}… done")
+            self.current = entry.status
+            if entry.status == "running":
+                self.echo("✨ Run is running")
+            return
+        self.echo(f"✨ {status_title(entry.status)}… {entry.text}")
+
+
+def run_summary(run) -> list[str]:
+    lines = []
+    if run.ended_at and run.created_at:
+        lines.append(f"🎉 Total run time: {format_duration((run.ended_at - run.created_at).total_seconds())}")
+    if run.status == "failed":
+        lines.append(f"💥 Run {run.id} failed with exit code {run.user_exit_code}")
+    else:
+        lines.append(f"{FINAL_EMOJI.get(run.status, '💥')} Run {run.id} {run.status.replace('_', ' ')}")
+    return lines
+
+
+def format_status(run) -> str:
+    text = status_title(run.status).replace("_", " ")
+    if run.status == "failed" and run.user_exit_code is not None:
+        text += f" ({run.user_exit_code})"
+    return text
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    seconds = ((now or datetime.now(timezone.utc)) - when).total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+

@@ -1,0 +1,181 @@
+"""spell run / ps / logs / stop / kill / label / archive."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .connect import client
+from .main import cli
+from .render import LogPrinter, ago, format_status, run_summary, shorten, table
+
+VISIBLE_KINDS = ("run", "workflow", "hyper", "tensorboard")
+FINAL = ("complete", "failed", "build_failed", "mount_failed", "stopped", "killed", "interrupted")
+
+
+def parse_env(values: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.ClickException(f"-e/--env expects NAME=VALUE, got {item!r}")
+        env[name] = value
+    return env
+
+
+def exit_code_of(run) -> int:
+    if run.status == "complete":
+        return 0
+    if run.status == "failed" and run.user_exit_code:
+        return run.user_exit_code
+    return 1
+
+
+def print_logs(run, follow: bool, tail: int | None = None) -> int:
+    """Print a run's logs (until it ends when following), then its summary once it is final.
+
+    Returns the exit code `spell run` should have."""
+    printer = LogPrinter(click.echo)
+    try:
+        for entry in run.logs(follow=follow, tail=tail):
+            printer.entry(entry)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\n✨ Stopped viewing logs; run {run.id} goes on. "
+            f"View them with `spell logs -f {run.id}`, end the run with `spell kill {run.id}`",
+            err=True,
+        )
+        return 130
+    run.refresh()
+    if run.status in FINAL:
+        for line in run_summary(run):
+            click.echo(line)
+    return exit_code_of(run)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-b", "--background", is_flag=True, help="Do not follow the logs.")
+@click.option("-e", "--env", "envvars", multiple=True, metavar="NAME=VALUE",
+              help="Set an environment variable in the run (repeatable).")
+@click.option("-d", "--description", default="", help="A description of the run.")
+@click.option("-l", "--label", "labels", multiple=True, help="Label the run (repeatable).")
+@click.option("-t", "--machine-type", default="CPU", show_default=True,
+              help="Machine type to run on.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run(background, envvars, description, labels, machine_type, command):
+    """Run COMMAND in a new run and follow its logs.
+
+    Quote the command to keep shell syntax for the run: spell run "echo hi > out.txt"
+    """
+    text = " ".join(command)
+    if not text.strip():
+        raise click.ClickException('give a command to run, as in: spell run "python train.py"')
+    env = parse_env(envvars)
+    spell = client()
+    new = spell.runs.new(
+        command=text,
+        envvars=env,
+        labels=list(labels),
+        description=description,
+        machine_type=machine_type,
+    )
+    click.echo(f"💫 Casting spell #{new.id}…")
+    if background:
+        click.echo(f"View logs with `spell logs {new.id}`")
+        return
+    click.echo("✨ Stop viewing logs with ^C")
+    sys.exit(print_logs(new, follow=True))
+
+
+@cli.command()
+@click.option("-n", "--number", default=20, show_default=True, help="How many runs to show.")
+@click.option("-l", "--label", "labels", multiple=True, help="Only runs with this label (repeatable).")
+@click.option("-s", "--status", "statuses", multiple=True, help="Only runs in this status.")
+@click.option("-a", "--all", "show_all", is_flag=True,
+              help="Include workspaces, kernels and archived runs.")
+def ps(number, labels, statuses, show_all):
+    """List the newest runs."""
+    spell = client()
+    runs = spell.runs.list(
+        number=number,
+        labels=list(labels),
+        statuses=list(statuses),
+        kinds=[] if show_all else list(VISIBLE_KINDS),
+        archived=None if show_all else False,
+    )
+    if not runs:
+        click.echo("No runs yet: start one with spell run")
+        return
+    rows = [
+        [str(r.id), shorten(r.command, 48), format_status(r), ago(r.created_at), ", ".join(r.labels)]
+        for r in reversed(runs)
+    ]
+    click.echo(table(["ID", "COMMAND", "STATUS", "CREATED", "LABELS"], rows))
+
+
+@cli.command()
+@click.option("-f", "--follow", "follow_", is_flag=True, help="Keep printing until the run ends.")
+@click.option("-n", "--tail", type=click.IntRange(min=0), default=None,
+              help="Only the last N lines.")
+@click.argument("run_id", type=int)
+def logs(follow_, tail, run_id):
+    """Print the logs of run RUN_ID."""
+    the_run = client().runs.get(run_id)
+    code = print_logs(the_run, follow=follow_, tail=tail)
+    if code == 130:
+        sys.exit(code)
+
+
+def _each(run_ids, verb: str, act) -> None:
+    spell = client()
+    failed = False
+    for run_id in run_ids:
+        try:
+            act(spell.runs.get(run_id))
+            click.echo(f"✨ {verb} run {run_id}")
+        except Exception as exc:
+            from ..client.errors import SpellClientError
+
+            if not isinstance(exc, SpellClientError):
+                raise
+            click.echo(f"Error: {exc}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+def stop(run_ids):
+    """Stop runs gracefully: SIGTERM, then their outputs are saved."""
+    _each(run_ids, "Stopping", lambda r: r.stop())
+
+
+@cli.command()
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+def kill(run_ids):
+    """Kill runs at once: SIGKILL, nothing is saved."""
+    _each(run_ids, "Killing", lambda r: r.kill())
+
+
+@cli.command()
+@click.argument("run_ids", type=int, nargs=-1, required=True)
+def archive(run_ids):
+    """Archive finished runs: `spell ps` no longer shows them."""
+    _each(run_ids, "Archived", lambda r: r.archive())
+
+
+@cli.command()
+@click.option("-r", "--remove", is_flag=True, help="Remove the label instead.")
+@click.argument("run_id", type=int)
+@click.argument("label")
+def label(remove, run_id, label):
+    """Add LABEL to run RUN_ID (or remove it with --remove)."""
+    the_run = client().runs.get(run_id)
+    if remove:
+        the_run.remove_label(label)
+        click.echo(f"✨ Removed label {label!r} from run {run_id}")
+    else:
+        the_run.add_label(label)
+        click.echo(f"✨ Labeled run {run_id} {label!r}")

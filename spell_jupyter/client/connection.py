@@ -1,0 +1,150 @@
+"""Finding, starting and stopping the `spell server` of a data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..paths import server_info_path, server_log_path, spell_home
+from .errors import ServerAlreadyRunning, ServerUnavailable
+
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    url: str
+    token: str
+    pid: int | None = None
+
+
+def read_server_info(home: Path) -> ServerInfo | None:
+    try:
+        data = json.loads(server_info_path(home).read_text())
+        return ServerInfo(url=data["url"], token=data["token"], pid=data.get("pid"))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def environment_server_info() -> ServerInfo | None:
+    url = os.environ.get("SPELL_BASE_URL")
+    if url:
+        return ServerInfo(url=url, token=os.environ.get("SPELL_TOKEN", ""))
+    return None
+
+
+def answers(info: ServerInfo, timeout: float = 2.0) -> bool:
+    import requests
+
+    try:
+        response = requests.get(
+            info.url.rstrip("/") + "/spell/api/v1/",
+            headers={"Authorization": f"token {info.token}"},
+            timeout=timeout,
+        )
+    except requests.RequestException:
+        return False
+    return response.status_code == 200
+
+
+def running_server(home: Path) -> ServerInfo | None:
+    info = read_server_info(home)
+    return info if info is not None and answers(info) else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path | None = None, extra_args: list[str] | None = None) -> ServerInfo:
+    """Start a background `spell server` for `home` and wait until it answers."""
+    home = spell_home(home)
+    home.mkdir(parents=True, exist_ok=True)
+    existing = running_server(home)
+    if existing is not None:
+        raise ServerAlreadyRunning(
+            f"A Spell server is already running for {home} at {existing.url} (pid {existing.pid})."
+        )
+    token = secrets.token_hex(24)
+    argv = [
+        sys.executable, "-m", "spell_jupyter.server",
+        f"--SpellJupyter.spell_home={home}",
+        "--SpellJupyter.write_server_info=True",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={_free_port()}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={home}",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.allow_root=True",
+        "--ServerApp.open_browser=False",
+        *(extra_args or []),
+    ]
+    log_path = server_log_path(home)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "SPELL_HOME": str(home)},
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        info = read_server_info(home)
+        if info is not None and info.pid == proc.pid and answers(info, timeout=1.0):
+            return info
+        code = proc.poll()
+        if code is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            if "already running" in tail:
+                line = next(x for x in reversed(tail.splitlines()) if "already running" in x)
+                raise ServerAlreadyRunning(line.strip())
+            raise ServerUnavailable(
+                f"the Spell server exited with code {code} while starting; see {log_path}:\n{tail}"
+            )
+        time.sleep(0.05)
+    proc.terminate()
+    raise ServerUnavailable(f"the Spell server did not answer within {START_TIMEOUT:.0f}s; see {log_path}")
+
+
+def stop_server(home: Path | None = None, timeout: float = 15.0) -> ServerInfo | None:
+    """Stop the `spell server` of `home`; None when none was running."""
+    home = spell_home(home)
+    info = read_server_info(home)
+    if info is None or info.pid is None or not _alive(info.pid):
+        server_info_path(home).unlink(missing_ok=True)
+        return None
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(info.pid):
+        if time.monotonic() > deadline:
+            os.kill(info.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    server_info_path(home).unlink(missing_ok=True)
+    return info
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,232 @@
+"""Runs in the Python API, with Spell's names: `client.runs.new(...)`, `Run.wait_status(...)`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from .errors import UnsupportedArgument, WaitError
+from .transport import quote_segment
+
+if TYPE_CHECKING:
+    from . import SpellClient
+
+# Spell keywords that later versions implement; passing one now is an error that names it.
+NOT_YET_SUPPORTED = (
+    "apt_packages",
+    "attached_resources",
+    "commit_hash",
+    "commit_ref",
+    "conda_file",
+    "docker_image",
+    "framework",
+    "github_ref",
+    "github_url",
+    "idempotent",
+    "pip_packages",
+    "provider",
+    "requirements_file",
+    "stop_conditions",
+    "timeout",
+    "workspace_id",
+)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+class LogEntry:
+    """One log line: user output, or a status event when `status_event` is true."""
+
+    def __init__(self, data: dict):
+        self.offset: int = data["offset"]
+        self.timestamp = _parse_time(data["timestamp"])
+        self.status: str = data["status"]
+        self.status_event: bool = data["status_event"]
+        self.level: str = data["level"]
+        self.stream: str | None = data.get("stream")
+        self.text: str = data["text"]
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"LogEntry(offset={self.offset}, status={self.status!r}, text={self.text!r})"
+
+
+class Run:
+    """A run. Attributes are as of the last `refresh()`."""
+
+    def __init__(self, client: SpellClient, data: dict):
+        self._client = client
+        self._update(data)
+
+    def _update(self, data: dict) -> None:
+        self.raw = data
+        self.id: int = data["id"]
+        self.status: str = data["status"]
+        self.status_message: str = data.get("status_message", "")
+        self.user_exit_code: int | None = data.get("user_exit_code")
+        self.command: str = data["command"]
+        self.kind: str = data["kind"]
+        self.created_at = _parse_time(data["created_at"])
+        self.started_at = _parse_time(data.get("started_at"))
+        self.ended_at = _parse_time(data.get("ended_at"))
+        self.labels: list[str] = data.get("labels", [])
+        self.environment_vars: dict[str, str] = data["spec"].get("envvars", {})
+        self.description: str = data.get("description", "")
+        self.machine_type: str = data.get("machine_type", "")
+        self.archived: bool = data.get("archived", False)
+        self.status_history: list[dict] = data.get("status_history", [])
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.status}>"
+
+    @property
+    def _http(self):
+        return self._client.transport
+
+    def refresh(self) -> None:
+        self._update(self._http.json("GET", f"runs/{self.id}"))
+
+    def wait_status(self, *statuses: str, timeout: float | None = None) -> None:
+        """Block until the run is in one of `statuses`; WaitError if it ends in another."""
+        wanted = {str(getattr(s, "value", s)) for s in statuses}
+        unknown = wanted - set(RunsService.ALL)
+        if unknown:
+            raise ValueError(f"unknown status {sorted(unknown)}: use the RunsService constants")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 30.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            data = self._http.json(
+                "GET",
+                f"runs/{self.id}/wait",
+                params={"status": sorted(wanted), "timeout": int(min(left, 30.0))},
+                timeout=min(left, 30.0) + 30,
+            )
+            self._update(data)
+            if self.status in wanted:
+                return
+            if self.status in RunsService.FINAL:
+                raise WaitError(
+                    f"run {self.id} ended {self.status}, not {' or '.join(sorted(wanted))}"
+                )
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.id} is still {self.status} after {timeout}s")
+
+    def logs(
+        self, follow: bool = False, offset: int = 0, tail: int | None = None
+    ) -> Iterator[LogEntry]:
+        """The run's log entries from `offset` (or the last `tail`); `follow` until it ends."""
+        params: dict = {"follow": str(follow).lower(), "offset": offset}
+        if tail is not None:
+            params["tail"] = tail
+        timeout = None if follow else self._http.timeout
+        for data in self._http.ndjson(f"runs/{self.id}/logs", params, timeout=timeout):
+            yield LogEntry(data)
+
+    def stop(self) -> None:
+        self._update(self._http.json("POST", f"runs/{self.id}/stop"))
+
+    def kill(self) -> None:
+        self._update(self._http.json("POST", f"runs/{self.id}/kill"))
+
+    def add_label(self, label: str) -> None:
+        self._update(self._http.json("PUT", f"runs/{self.id}/labels/{quote_segment(label)}"))
+
+    def remove_label(self, label: str) -> None:
+        self._update(self._http.json("DELETE", f"runs/{self.id}/labels/{quote_segment(label)}"))
+
+    def archive(self) -> None:
+        self._update(self._http.json("POST", f"runs/{self.id}/archive"))
+
+    def cp(self, source_path: str = "", destination_directory: str | None = None) -> list[str]:
+        """Copy `runs/<id>/<source_path>` into `destination_directory` (default: cwd)."""
+        path = f"runs/{self.id}/{source_path.strip('/')}".rstrip("/")
+        return self._client.resources.cp(path, destination_directory or ".")
+
+
+class RunsService:
+    """`client.runs`: create, find and list runs."""
+
+    MACHINE_REQUESTED = "machine_requested"
+    BUILDING = "building"
+    MOUNTING = "mounting"
+    RUNNING = "running"
+    SAVING = "saving"
+    PUSHING = "pushing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    BUILD_FAILED = "build_failed"
+    MOUNT_FAILED = "mount_failed"
+    STOPPED = "stopped"
+    KILLED = "killed"
+    INTERRUPTED = "interrupted"
+    FINAL = [COMPLETE, FAILED, BUILD_FAILED, MOUNT_FAILED, STOPPED, KILLED, INTERRUPTED]
+    ALL = [MACHINE_REQUESTED, BUILDING, MOUNTING, RUNNING, SAVING, PUSHING, *FINAL]
+
+    # Comparison operators of metric conditions (stop conditions, hyperparameter searches).
+    EQUAL = "="
+    LESS_THAN = "<"
+    LESS_THAN_OR_EQUAL = "<="
+    GREATER_THAN = ">"
+    GREATER_THAN_OR_EQUAL = ">="
+    CONDITIONS = [EQUAL, LESS_THAN, LESS_THAN_OR_EQUAL, GREATER_THAN, GREATER_THAN_OR_EQUAL]
+
+    def __init__(self, client: SpellClient):
+        self._client = client
+
+    def new(
+        self,
+        command: str,
+        *,
+        envvars: dict[str, str] | None = None,
+        labels: list[str] | None = None,
+        description: str | None = None,
+        machine_type: str = "CPU",
+        cwd: str | None = None,
+        **unsupported,
+    ) -> Run:
+        """Create a run of `command` (run by /bin/sh -c) and return it at once."""
+        for name in unsupported:
+            if name in NOT_YET_SUPPORTED:
+                raise UnsupportedArgument(
+                    f"runs.new({name}=...) is a Spell option this version does not support yet"
+                )
+            raise UnsupportedArgument(f"runs.new() got an unknown keyword argument {name!r}")
+        body = {
+            "command": command,
+            "envvars": dict(envvars or {}),
+            "labels": list(labels or []),
+            "description": description or "",
+            "machine_type": machine_type,
+            "cwd": cwd or "",
+        }
+        return Run(self._client, self._client.transport.json("POST", "runs", json=body))
+
+    def get(self, id: int) -> Run:  # noqa: A002 (Spell's name)
+        return Run(self._client, self._client.transport.json("GET", f"runs/{int(id)}"))
+
+    def list(
+        self,
+        number: int = 50,
+        labels: list[str] | None = None,
+        statuses: list[str] | None = None,
+        kinds: list[str] | None = None,
+        archived: bool | None = False,
+        offset: int = 0,
+    ) -> list[Run]:
+        """The newest `number` runs, filtered by labels (all), statuses and kinds (any)."""
+        params: dict = {
+            "limit": number,
+            "offset": offset,
+            "label": list(labels or []),
+            "status": list(statuses or []),
+            "kind": list(kinds or []),
+            "archived": "any" if archived is None else str(archived).lower(),
+        }
+        page = self._client.transport.json("GET", "runs", params=params)
+        return [Run(self._client, data) for data in page["runs"]]
