@@ -80,7 +80,9 @@ class Run:
         self.description: str = data.get("description", "")
         self.machine_type: str = data.get("machine_type", "")
         self.archived: bool = data.get("archived", False)
-        self.status_history: list[dict] = data.get("status_history", [])
+        self.status_history: list[dict] = [
+            {**change, "at": _parse_time(change["at"])} for change in data.get("status_history", [])
+        ]
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.status}>"

@@ -1,0 +1,86 @@
+"""Fixtures: real `spell server` processes in throw-away data directories, the `spell` CLI as a
+subprocess, and in-process Jupyter servers (pytest-jupyter) for handler tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+SPELL_SCRIPT = Path(sys.executable).with_name("spell")
+SPELL_ARGV = [str(SPELL_SCRIPT)] if SPELL_SCRIPT.exists() else [sys.executable, "-m", "spell_jupyter.cli"]
+
+
+@dataclass
+class SpellHome:
+    """A data directory with the environment the CLI and servers need for it."""
+
+    path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def spell(self, *args: str, timeout: float = 120, cwd: Path | None = None):
+        """Run the `spell` CLI; returns the CompletedProcess (stdout/stderr as text)."""
+        return subprocess.run(
+            [*SPELL_ARGV, *args],
+            env=self.env,
+            cwd=cwd or self.path.parent,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def server_info(self) -> dict:
+        return json.loads((self.path / "server.json").read_text())
+
+    def client(self):
+        from spell_jupyter.client import from_environment
+
+        return from_environment(self.path)
+
+    def start_server(self) -> dict:
+        result = self.spell("server")
+        assert result.returncode == 0, result.stderr
+        return self.server_info()
+
+    def kill_server(self) -> None:
+        os.kill(self.server_info()["pid"], signal.SIGKILL)
+
+
+def make_home(tmp_path: Path, **env: str) -> SpellHome:
+    path = tmp_path / "spell-home"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPELL_")}
+    full_env.update({"SPELL_HOME": str(path), "SPELL_STOP_GRACE_PERIOD": "5", **env})
+    return SpellHome(path=path, env=full_env)
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A fresh data directory; its server (if a test starts one) is stopped afterwards."""
+    h = make_home(tmp_path)
+    yield h
+    h.spell("server", "stop")
+
+
+@pytest.fixture
+def served(home):
+    """A data directory with a running `spell server`."""
+    home.start_server()
+    return home
+
+
+@pytest.fixture
+def jp_server_config(tmp_path):
+    """An in-process Jupyter server with the Spell extension on a fresh data directory."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"spell_jupyter": True}},
+        "SpellJupyter": {"spell_home": str(tmp_path / "spell-home")},
+    }
