@@ -16,7 +16,9 @@ import pytest
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 SPELL_SCRIPT = Path(sys.executable).with_name("spell")
-SPELL_ARGV = [str(SPELL_SCRIPT)] if SPELL_SCRIPT.exists() else [sys.executable, "-m", "spell_jupyter.cli"]
+SPELL_ARGV = (
+    [str(SPELL_SCRIPT)] if SPELL_SCRIPT.exists() else [sys.executable, "-m", "spell_jupyter.cli"]
+)
 
 
 @dataclass

@@ -6,6 +6,7 @@ supervisor (`local_shim.py`) lives in its own session and keeps output and exit 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -75,9 +76,11 @@ class LocalBackend(Backend):
             return ProcessStatus(ProcessState.STARTING)
         if exit_file.exists():  # it finished between the two checks
             return self.status(handle)
-        err = (state_dir / "shim.err").read_text(errors="replace")[-2000:] if (
-            state_dir / "shim.err"
-        ).exists() else ""
+        err = (
+            (state_dir / "shim.err").read_text(errors="replace")[-2000:]
+            if (state_dir / "shim.err").exists()
+            else ""
+        )
         return ProcessStatus(ProcessState.LOST, None, err.strip())
 
     def read_output(self, handle: dict, cursor: int) -> tuple[list[OutputLine], int]:
@@ -107,10 +110,8 @@ class LocalBackend(Backend):
             pgid = json.loads(pid_file.read_text())["pgid"]
         except FileNotFoundError:
             return False
-        try:
+        with contextlib.suppress(ProcessLookupError):  # gone: the shim writes its exit code
             os.killpg(pgid, signum)
-        except ProcessLookupError:
-            pass  # already gone: the shim is writing its exit code
         return True
 
     def cleanup(self, handle: dict) -> None:
@@ -121,9 +122,7 @@ class LocalBackend(Backend):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _environment(self, request: LaunchRequest) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIXES)
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIXES)}
         env.update(request.envvars)
         env["PYTHONUNBUFFERED"] = "1"
         env["SPELL_RUN_ID"] = str(request.run_id)

@@ -14,6 +14,7 @@ Usage: python -I -S local_shim.py STATE_DIR CWD ENV_JSON_FILE COMMAND
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -41,7 +42,7 @@ class LineWriter:
     """Splits each stream's bytes into lines and appends them to output.jsonl."""
 
     def __init__(self, path: str):
-        self.out = open(path, "ab", buffering=0)
+        self.out = open(path, "ab", buffering=0)  # noqa: SIM115 (open for the shim's life)
         self.pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
     def feed(self, stream: str, data: bytes) -> None:
@@ -64,9 +65,7 @@ class LineWriter:
             return
         now = time.time()
         records = [
-            json.dumps(
-                {"t": now, "s": stream, "x": line.decode("utf-8", "replace").rstrip("\r")}
-            )
+            json.dumps({"t": now, "s": stream, "x": line.decode("utf-8", "replace").rstrip("\r")})
             + "\n"
             for line in lines
         ]
@@ -75,7 +74,7 @@ class LineWriter:
 
 def main(argv: list[str]) -> int:
     state_dir, cwd, env_file, command = argv
-    lock = open(os.path.join(state_dir, "shim.lock"), "w")
+    lock = open(os.path.join(state_dir, "shim.lock"), "w")  # noqa: SIM115 (held until exit)
     fcntl.flock(lock, fcntl.LOCK_EX)
     with open(env_file) as f:
         env = json.load(f)
@@ -110,10 +109,8 @@ def main(argv: list[str]) -> int:
                 selector.unregister(key.fileobj)
         if drain_deadline is None and child.poll() is not None:
             # The main process ended: like a container, end whatever it left behind.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             drain_deadline = time.monotonic() + DRAIN_SECONDS
         if drain_deadline is not None and time.monotonic() > drain_deadline:
             break  # a process outside the group still holds the pipe open

@@ -39,11 +39,15 @@ class LogPrinter:
 def run_summary(run) -> list[str]:
     lines = []
     if run.ended_at and run.created_at:
-        lines.append(f"🎉 Total run time: {format_duration((run.ended_at - run.created_at).total_seconds())}")
+        lines.append(
+            f"🎉 Total run time: {format_duration((run.ended_at - run.created_at).total_seconds())}"
+        )
     if run.status == "failed":
         lines.append(f"💥 Run {run.id} failed with exit code {run.user_exit_code}")
     else:
-        lines.append(f"{FINAL_EMOJI.get(run.status, '💥')} Run {run.id} {run.status.replace('_', ' ')}")
+        lines.append(
+            f"{FINAL_EMOJI.get(run.status, '💥')} Run {run.id} {run.status.replace('_', ' ')}"
+        )
     return lines
 
 
@@ -66,13 +70,15 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(headers, widths)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
+    """Left-aligned columns two spaces apart."""
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(headers)] + [line(row) for row in rows])
 
 
 def shorten(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
-

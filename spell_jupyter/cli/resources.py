@@ -32,9 +32,11 @@ def ls(human, path):
         else:
             size = human_size(entry["size"]) if human else str(entry["size"])
         when = entry.get("modified")
-        date = datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone().strftime(
-            "%b %d %H:%M"
-        ) if when else "-"
+        date = (
+            datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone().strftime("%b %d %H:%M")
+            if when
+            else "-"
+        )
         name = entry["name"] or entry["path"]
         if entry["type"] == "directory":
             name += "/"

@@ -56,12 +56,19 @@ def print_logs(run, follow: bool, tail: int | None = None) -> int:
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-b", "--background", is_flag=True, help="Do not follow the logs.")
-@click.option("-e", "--env", "envvars", multiple=True, metavar="NAME=VALUE",
-              help="Set an environment variable in the run (repeatable).")
+@click.option(
+    "-e",
+    "--env",
+    "envvars",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set an environment variable in the run (repeatable).",
+)
 @click.option("-d", "--description", default="", help="A description of the run.")
 @click.option("-l", "--label", "labels", multiple=True, help="Label the run (repeatable).")
-@click.option("-t", "--machine-type", default="CPU", show_default=True,
-              help="Machine type to run on.")
+@click.option(
+    "-t", "--machine-type", default="CPU", show_default=True, help="Machine type to run on."
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run(background, envvars, description, labels, machine_type, command):
     """Run COMMAND in a new run and follow its logs.
@@ -90,10 +97,13 @@ def run(background, envvars, description, labels, machine_type, command):
 
 @cli.command()
 @click.option("-n", "--number", default=20, show_default=True, help="How many runs to show.")
-@click.option("-l", "--label", "labels", multiple=True, help="Only runs with this label (repeatable).")
+@click.option(
+    "-l", "--label", "labels", multiple=True, help="Only runs with this label (repeatable)."
+)
 @click.option("-s", "--status", "statuses", multiple=True, help="Only runs in this status.")
-@click.option("-a", "--all", "show_all", is_flag=True,
-              help="Include workspaces, kernels and archived runs.")
+@click.option(
+    "-a", "--all", "show_all", is_flag=True, help="Include workspaces, kernels and archived runs."
+)
 def ps(number, labels, statuses, show_all):
     """List the newest runs."""
     spell = client()
@@ -108,7 +118,13 @@ def ps(number, labels, statuses, show_all):
         click.echo("No runs yet: start one with spell run")
         return
     rows = [
-        [str(r.id), shorten(r.command, 48), format_status(r), ago(r.created_at), ", ".join(r.labels)]
+        [
+            str(r.id),
+            shorten(r.command, 48),
+            format_status(r),
+            ago(r.created_at),
+            ", ".join(r.labels),
+        ]
         for r in reversed(runs)
     ]
     click.echo(table(["ID", "COMMAND", "STATUS", "CREATED", "LABELS"], rows))
@@ -116,8 +132,9 @@ def ps(number, labels, statuses, show_all):
 
 @cli.command()
 @click.option("-f", "--follow", "follow_", is_flag=True, help="Keep printing until the run ends.")
-@click.option("-n", "--tail", type=click.IntRange(min=0), default=None,
-              help="Only the last N lines.")
+@click.option(
+    "-n", "--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines."
+)
 @click.argument("run_id", type=int)
 def logs(follow_, tail, run_id):
     """Print the logs of run RUN_ID."""

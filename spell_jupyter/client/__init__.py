@@ -1,9 +1,9 @@
 """The Python API of spell-jupyter, with Spell's names:
 
-    import spell.client
-    client = spell.client.from_environment()
-    run = client.runs.new(command="python train.py")
-    run.wait_status(*client.runs.FINAL)
+import spell.client
+client = spell.client.from_environment()
+run = client.runs.new(command="python train.py")
+run.wait_status(*client.runs.FINAL)
 """
 
 from __future__ import annotations

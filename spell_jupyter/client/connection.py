@@ -77,7 +77,9 @@ def start_server(home: Path | None = None, extra_args: list[str] | None = None) 
         )
     token = secrets.token_hex(24)
     argv = [
-        sys.executable, "-m", "spell_jupyter.server",
+        sys.executable,
+        "-m",
+        "spell_jupyter.server",
         f"--SpellJupyter.spell_home={home}",
         "--SpellJupyter.write_server_info=True",
         "--ServerApp.ip=127.0.0.1",
@@ -115,7 +117,9 @@ def start_server(home: Path | None = None, extra_args: list[str] | None = None) 
             )
         time.sleep(0.05)
     proc.terminate()
-    raise ServerUnavailable(f"the Spell server did not answer within {START_TIMEOUT:.0f}s; see {log_path}")
+    raise ServerUnavailable(
+        f"the Spell server did not answer within {START_TIMEOUT:.0f}s; see {log_path}"
+    )
 
 
 def stop_server(home: Path | None = None, timeout: float = 15.0) -> ServerInfo | None:

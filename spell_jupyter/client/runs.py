@@ -209,7 +209,7 @@ class RunsService:
         }
         return Run(self._client, self._client.transport.json("POST", "runs", json=body))
 
-    def get(self, id: int) -> Run:  # noqa: A002 (Spell's name)
+    def get(self, id: int) -> Run:
         return Run(self._client, self._client.transport.json("GET", f"runs/{int(id)}"))
 
     def list(

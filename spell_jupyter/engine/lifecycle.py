@@ -19,10 +19,10 @@ from traitlets.config import LoggingConfigurable
 
 from ..backends.base import Backend, LaunchRequest, ProcessState
 from ..fs.spellfs import SpellFS
-from ..models import Status, RunAction
+from ..humanize import human_size
+from ..models import RunAction, Status
 from ..store.repository import ActiveRun, RunStore
 from .leader import LeaderLock
-from ..humanize import human_size
 from .outputs import changed_files, write_manifest
 
 PROGRESS = (Status.BUILDING, Status.MOUNTING)
@@ -138,7 +138,7 @@ class RunEngine(LoggingConfigurable):
                 self._on_error(run, exc)
         return bool(runs)
 
-    # -- steps --------------------------------------------------------------------------------------
+    # -- steps -----------------------------------------------------------------------------------
 
     def _cancel_queued(self, run: ActiveRun) -> None:
         final = Status.KILLED if run.requested_action == RunAction.KILL else Status.STOPPED
@@ -229,7 +229,7 @@ class RunEngine(LoggingConfigurable):
             return Status.COMPLETE, "Run complete", 0
         return Status.FAILED, f"Run failed with exit code {exit_code}", exit_code
 
-    # -- helpers --------------------------------------------------------------------------------------
+    # -- helpers ---------------------------------------------------------------------------------
 
     def _ingest(self, run_id: int, handle: dict, cursor: int, drain: bool = False) -> int:
         while True:
@@ -293,4 +293,3 @@ def _seconds_since(when: datetime | None) -> float:
 
 def _count(files: list) -> str:
     return f"{len(files)} file{'s' if len(files) != 1 else ''}"
-

@@ -32,7 +32,4 @@ def write_manifest(workdir: Path, path: Path) -> None:
 def changed_files(workdir: Path, manifest_path: Path) -> list[tuple[str, int]]:
     """(relative path, size) of files that are new or modified since the manifest."""
     before: Manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    return sorted(
-        (rel, meta[0]) for rel, meta in scan(workdir).items() if before.get(rel) != meta
-    )
-
+    return sorted((rel, meta[0]) for rel, meta in scan(workdir).items() if before.get(rel) != meta)

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from ..errors import InvalidInput
 from ..fs.spellfs import SpellFS
-from ..models import FileInfo, LogEntry, Run, RunAction, RunKind, RunPage, RunSpec, Status
+from ..models import (
+    FileInfo,
+    LogEntry,
+    Run,
+    RunAction,
+    RunKind,
+    RunPage,
+    RunSpec,
+    Status,
+    check_label,
+)
 from ..store import RunStore
 from .lifecycle import RunEngine
 from .machine_types import MachineTypes
@@ -58,6 +69,10 @@ class RunService:
         return self._request(run_id, RunAction.KILL)
 
     def add_label(self, run_id: int, label: str) -> Run:
+        try:
+            label = check_label(label)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
         return self.store.add_label(run_id, label)
 
     def remove_label(self, run_id: int, label: str) -> Run:

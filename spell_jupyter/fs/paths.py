@@ -1,4 +1,6 @@
-"""SpellFS path rules: relative, no `..`, under a known namespace. Import-light (the CLI uses it)."""
+"""SpellFS path rules: relative, no `..`, under a known namespace.
+
+Import-light: the CLI and the client use it."""
 
 from __future__ import annotations
 

@@ -233,7 +233,9 @@ class ResourcesHandler(SpellHandler):
     @api
     def get(self, path: str = ""):
         entries = self.service.ls(path)
-        self.finish({"path": path.strip("/"), "entries": [e.model_dump(mode="json") for e in entries]})
+        self.finish(
+            {"path": path.strip("/"), "entries": [e.model_dump(mode="json") for e in entries]}
+        )
 
 
 class _QueueWriter:

@@ -20,7 +20,7 @@ class ServerInfoFile:
         self._lock_file = None
 
     def claim(self) -> None:
-        lock_file = open(self.lock_path, "a")
+        lock_file = open(self.lock_path, "a")  # noqa: SIM115 (held for the server's life)
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

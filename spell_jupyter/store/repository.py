@@ -26,7 +26,6 @@ from ..models import (
     RunSpec,
     Status,
     StatusChange,
-    check_label,
 )
 from .orm import LogEntryRow, RunLabelRow, RunRow, StatusChangeRow, utcnow
 
@@ -155,7 +154,6 @@ class RunStore:
         return self.get_run(run_id)
 
     def add_label(self, run_id: int, label: str) -> Run:
-        label = check_label(label)
         with self._writing() as session:
             self._row(session, run_id)
             if session.get(RunLabelRow, (run_id, label)) is None:

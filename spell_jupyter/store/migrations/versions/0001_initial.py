@@ -52,7 +52,9 @@ def upgrade() -> None:
     op.create_table(
         "status_history",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("status", sa.String(32), nullable=False),
         sa.Column("at", UTCDateTime, nullable=False),
         sa.Column("message", sa.Text, nullable=False, server_default=""),

@@ -1,0 +1,67 @@
+"""The store: migrations from the first release on, and the models' validation."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import text
+
+from spell_jupyter.models import RunSpec
+from spell_jupyter.store import RunStore, connect_database
+from spell_jupyter.store.database import migrate, schema_head, schema_version, table_names
+
+
+def test_new_database_is_at_the_newest_schema(tmp_path):
+    engine = connect_database(f"sqlite:///{tmp_path / 'spell.db'}")
+    assert schema_version(engine) == schema_head()
+    assert {"runs", "run_labels", "status_history", "log_entries"} <= table_names(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_migrating_again_keeps_every_run(tmp_path):
+    url = f"sqlite:///{tmp_path / 'spell.db'}"
+    store = RunStore(connect_database(url))
+    created = [store.create_run(RunSpec(command=f"echo {i}"), "waiting").id for i in range(3)]
+    engine = connect_database(url)  # an upgrade opens the same file
+    migrate(engine)
+    assert [r.id for r in RunStore(engine).list_runs().runs] == created[::-1]
+
+
+def test_a_database_without_version_table_is_created_from_scratch(tmp_path):
+    url = f"sqlite:///{tmp_path / 'spell.db'}"
+    engine = connect_database(url, migrate_schema=False)
+    assert schema_version(engine) is None
+    migrate(engine)
+    assert schema_version(engine) == schema_head()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 0
+
+
+def test_ids_are_never_reused_after_deletion(tmp_path):
+    store = RunStore(connect_database(f"sqlite:///{tmp_path / 'spell.db'}"))
+    first = store.create_run(RunSpec(command="true"), "waiting").id
+    store.delete_run(first)
+    assert store.create_run(RunSpec(command="true"), "waiting").id == first + 1
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"command": " "},
+        {"command": "a\x00b"},
+        {"command": "true", "envvars": {"A-B": "x"}},
+        {"command": "true", "labels": [""]},
+        {"command": "true", "labels": ["x" * 65]},
+        {"command": "true", "cwd": "a/../../b"},
+        {"command": "true", "unknown": 1},
+    ],
+)
+def test_run_spec_refuses_bad_input(spec):
+    with pytest.raises(ValidationError):
+        RunSpec.model_validate(spec)
+
+
+def test_run_spec_normalises():
+    spec = RunSpec(command="true", labels=[" a ", "a", "b"], cwd="./x/./y/")
+    assert spec.labels == ["a", "b"] and spec.cwd == "x/y"
