@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Everything spell-jupyter needs on a fresh machine, idempotently: a virtualenv in .venv with
+# the package (editable) and its test tools. Safe to run again; later steps reuse what exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "spell-jupyter needs Python >= 3.10 (set PYTHON=/path/to/python3.x)" >&2
+  exit 1
+fi
+if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+  else
+    echo "Python's venv module is missing: install python3-venv" >&2
+    exit 1
+  fi
+fi
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+echo "spell-jupyter is set up: .venv/bin/spell"
