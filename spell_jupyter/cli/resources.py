@@ -8,7 +8,7 @@ import click
 
 from ..humanize import human_size
 from .connect import client
-from .main import cli
+from .group import cli
 
 
 def _check(path: str) -> str:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from .connect import client
-from .main import cli
+from .group import cli
 from .render import LogPrinter, ago, format_status, run_summary, shorten, table
 
 VISIBLE_KINDS = ("run", "workflow", "hyper", "tensorboard")

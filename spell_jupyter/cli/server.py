@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..paths import spell_home
-from .main import cli
+from .group import cli
 
 
 @cli.group(invoke_without_command=True)
