@@ -8,64 +8,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
 from pathlib import PurePosixPath
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from .status import FINAL_STATUSES, RunAction, RunKind, Status
 
-class Status(str, Enum):
-    """A run's status, with Spell's names and order."""
-
-    MACHINE_REQUESTED = "machine_requested"
-    BUILDING = "building"
-    MOUNTING = "mounting"
-    RUNNING = "running"
-    SAVING = "saving"
-    PUSHING = "pushing"
-    COMPLETE = "complete"
-    FAILED = "failed"
-    BUILD_FAILED = "build_failed"
-    MOUNT_FAILED = "mount_failed"
-    STOPPED = "stopped"
-    KILLED = "killed"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset(
-    {
-        Status.COMPLETE,
-        Status.FAILED,
-        Status.BUILD_FAILED,
-        Status.MOUNT_FAILED,
-        Status.STOPPED,
-        Status.KILLED,
-        Status.INTERRUPTED,
-    }
-)
-
-
-class RunKind(str, Enum):
-    """What a run is for; workspaces and kernels are runs too, hidden from `spell ps` by default."""
-
-    RUN = "run"
-    WORKFLOW = "workflow"
-    HYPER = "hyper"
-    WORKSPACE = "workspace"
-    KERNEL = "kernel"
-    TENSORBOARD = "tensorboard"
-
-
-class RunAction(str, Enum):
-    """A request on a live run, recorded in the store and carried out by the engine."""
-
-    STOP = "stop"
-    KILL = "kill"
+__all__ = ["FINAL_STATUSES", "RunAction", "RunKind", "Status"]
 
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

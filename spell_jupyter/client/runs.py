@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..status import FINAL_STATUSES, Status
 from .errors import UnsupportedArgument, WaitError
 from .transport import quote_segment
 
@@ -154,21 +155,21 @@ class Run:
 class RunsService:
     """`client.runs`: create, find and list runs."""
 
-    MACHINE_REQUESTED = "machine_requested"
-    BUILDING = "building"
-    MOUNTING = "mounting"
-    RUNNING = "running"
-    SAVING = "saving"
-    PUSHING = "pushing"
-    COMPLETE = "complete"
-    FAILED = "failed"
-    BUILD_FAILED = "build_failed"
-    MOUNT_FAILED = "mount_failed"
-    STOPPED = "stopped"
-    KILLED = "killed"
-    INTERRUPTED = "interrupted"
-    FINAL = [COMPLETE, FAILED, BUILD_FAILED, MOUNT_FAILED, STOPPED, KILLED, INTERRUPTED]
-    ALL = [MACHINE_REQUESTED, BUILDING, MOUNTING, RUNNING, SAVING, PUSHING, *FINAL]
+    MACHINE_REQUESTED = Status.MACHINE_REQUESTED.value
+    BUILDING = Status.BUILDING.value
+    MOUNTING = Status.MOUNTING.value
+    RUNNING = Status.RUNNING.value
+    SAVING = Status.SAVING.value
+    PUSHING = Status.PUSHING.value
+    COMPLETE = Status.COMPLETE.value
+    FAILED = Status.FAILED.value
+    BUILD_FAILED = Status.BUILD_FAILED.value
+    MOUNT_FAILED = Status.MOUNT_FAILED.value
+    STOPPED = Status.STOPPED.value
+    KILLED = Status.KILLED.value
+    INTERRUPTED = Status.INTERRUPTED.value
+    FINAL = [s.value for s in Status if s in FINAL_STATUSES]
+    ALL = [s.value for s in Status]
 
     # Comparison operators of metric conditions (stop conditions, hyperparameter searches).
     EQUAL = "="
