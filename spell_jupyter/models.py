@@ -120,6 +120,9 @@ class Run(BaseModel):
     archived: bool = False
     requested_action: RunAction | None = None
     backend: str | None = None
+    allocation: dict | None = Field(
+        default=None, description="Resources held while running: cpus, memory_mib, gpus"
+    )
 
 
 class LogEntry(BaseModel):

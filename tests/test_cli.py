@@ -109,7 +109,7 @@ def test_bad_input_is_refused_clearly(served):
     assert bad_env.returncode == 1 and "NAME=VALUE" in bad_env.stderr
 
     bad_type = served.spell("run", "-t", "TPUv9", "true")
-    assert bad_type.returncode == 1 and "known machine types are CPU" in bad_type.stderr
+    assert bad_type.returncode == 1 and "known machine types are A100, CPU" in bad_type.stderr
 
     unknown = served.spell("logs", "99")
     assert unknown.returncode == 1 and "no run with ID 99" in unknown.stderr

@@ -82,6 +82,8 @@ def test_stop_of_a_queued_run_never_starts_it(tmp_path):
         wait_for_line(blocker, "ready")
         queued = client.runs.new(command="echo should-not-run > x.txt")
         assert queued.status == "machine_requested"
+        notes = (e.text for e in queued.logs(follow=True) if e.status_event)
+        assert any("the concurrency limit is 1" in text for text in notes)
         queued.kill()
         queued.wait_status("killed")
         blocker.kill()

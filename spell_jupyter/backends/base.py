@@ -24,6 +24,7 @@ class LaunchRequest:
     workdir: Path
     cwd: str = ""
     envvars: dict[str, str] = field(default_factory=dict)
+    gpu_indices: tuple[int, ...] = ()
 
 
 class ProcessState(str, Enum):

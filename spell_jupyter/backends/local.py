@@ -124,6 +124,8 @@ class LocalBackend(Backend):
     def _environment(self, request: LaunchRequest) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIXES)}
         env.update(request.envvars)
+        # The run sees only the GPUs the scheduler gave it (none for CPU machine types).
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, request.gpu_indices))
         env["PYTHONUNBUFFERED"] = "1"
         env["SPELL_RUN_ID"] = str(request.run_id)
         return env

@@ -196,3 +196,29 @@ def label(remove, run_id, label):
     else:
         the_run.add_label(label)
         click.echo(f"✨ Labeled run {run_id} {label!r}")
+
+
+@cli.command("machine-types")
+def machine_types():
+    """List machine types with their resources and how many more runs of each fit now."""
+    from ..humanize import human_size
+
+    report = client().machine_types()
+    host = report["host"]
+    gpus = ", ".join(f"{g['index']}:{g['model']}" for g in host["gpus"]) or "none"
+    rows = [
+        [
+            t["name"],
+            f"{t['cpus']:g}",
+            human_size(t["memory_mib"] * 2**20),
+            f"{t['gpus']}x {t['gpu']}" if t["gpus"] else "-",
+            str(t["available"])
+            if not t["unavailable_reason"]
+            else f"0 ({t['unavailable_reason']})",
+        ]
+        for t in report["machine_types"]
+    ]
+    click.echo(table(["NAME", "CPUS", "MEMORY", "GPUS", "FREE NOW"], rows))
+    click.echo(
+        f"\nHost: {host['cpus']:g} CPUs, {human_size(host['memory_mib'] * 2**20)}, GPUs: {gpus}"
+    )

@@ -51,6 +51,10 @@ class SpellClient:
     def __repr__(self) -> str:
         return f"<SpellClient {self.base_url}>"
 
+    def machine_types(self) -> dict:
+        """The host's capacity and each machine type with how many more runs of it fit now."""
+        return self.transport.json("GET", "machine-types")
+
 
 def from_environment(spell_home_dir: str | Path | None = None) -> SpellClient:
     """A client for `$SPELL_BASE_URL`/`$SPELL_TOKEN`, else the `spell server` of SPELL_HOME."""

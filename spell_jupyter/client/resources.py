@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..fs.paths import BadPath, normalize
-from .transport import quote_path
+from .transport import STREAM_TIMEOUT, quote_path
 
 if TYPE_CHECKING:
     from . import SpellClient
@@ -34,7 +34,7 @@ class ResourcesService:
         dest = Path(destination_directory)
         dest.mkdir(parents=True, exist_ok=True)
         response = self._client.transport.request(
-            "GET", f"download/{quote_path(clean)}", stream=True, timeout=None
+            "GET", f"download/{quote_path(clean)}", stream=True, timeout=STREAM_TIMEOUT
         )
         written: list[str] = []
         with response, tarfile.open(fileobj=response.raw, mode="r|") as tar:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..status import FINAL_STATUSES, Status
 from .errors import UnsupportedArgument, WaitError
-from .transport import quote_segment
+from .transport import STREAM_TIMEOUT, quote_segment
 
 if TYPE_CHECKING:
     from . import SpellClient
@@ -127,7 +127,7 @@ class Run:
         params: dict = {"follow": str(follow).lower(), "offset": offset}
         if tail is not None:
             params["tail"] = tail
-        timeout = None if follow else self._http.timeout
+        timeout = STREAM_TIMEOUT if follow else 0
         for data in self._http.ndjson(f"runs/{self.id}/logs", params, timeout=timeout):
             yield LogEntry(data)
 

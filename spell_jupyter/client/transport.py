@@ -11,6 +11,7 @@ import requests
 from .errors import APIError, ServerUnavailable
 
 API_PREFIX = "spell/api/v1"
+STREAM_TIMEOUT = (10.0, None)  # connect within 10 s; a followed stream may be silent for hours
 
 
 class Transport:
@@ -23,10 +24,15 @@ class Transport:
     def url(self, path: str) -> str:
         return f"{self.base_url}{API_PREFIX}/{path.lstrip('/')}"
 
-    def request(self, method: str, path: str, *, stream: bool = False, timeout=None, **kwargs):
+    def request(self, method: str, path: str, *, stream: bool = False, timeout=0, **kwargs):
+        """`timeout`: seconds or (connect, read); 0 means the default, None means none."""
         try:
             response = self.session.request(
-                method, self.url(path), stream=stream, timeout=timeout or self.timeout, **kwargs
+                method,
+                self.url(path),
+                stream=stream,
+                timeout=self.timeout if timeout == 0 else timeout,
+                **kwargs,
             )
         except requests.ConnectionError as exc:
             raise ServerUnavailable(f"no Spell server answers at {self.base_url}: {exc}") from exc
@@ -41,7 +47,7 @@ class Transport:
     def json(self, method: str, path: str, **kwargs):
         return self.request(method, path, **kwargs).json()
 
-    def ndjson(self, path: str, params: dict, timeout: float | None = None) -> Iterator[dict]:
+    def ndjson(self, path: str, params: dict, timeout=0) -> Iterator[dict]:
         response = self.request("GET", path, params=params, stream=True, timeout=timeout)
         with response:
             for line in response.iter_lines():

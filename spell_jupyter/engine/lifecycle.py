@@ -23,6 +23,7 @@ from ..humanize import human_size
 from ..models import RunAction, Status
 from ..store.repository import ActiveRun, RunStore
 from .leader import LeaderLock
+from .machine_types import Allocation, MachineTypes
 from .outputs import changed_files, write_manifest
 
 PROGRESS = (Status.BUILDING, Status.MOUNTING)
@@ -61,9 +62,19 @@ class RunEngine(LoggingConfigurable):
         1.0, help="Seconds between attempts of a standby engine to become the leader"
     ).tag(config=True)
 
-    def __init__(self, *, store: RunStore, backend: Backend, fs: SpellFS, home: Path, **kwargs):
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        backend: Backend,
+        fs: SpellFS,
+        home: Path,
+        machine_types: MachineTypes,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.store = store
+        self.machine_types = machine_types
         self.backend = backend
         self.fs = fs
         self.home = home
@@ -75,6 +86,7 @@ class RunEngine(LoggingConfigurable):
         self._thread: threading.Thread | None = None
         self._terminated: set[int] = set()  # runs sent SIGTERM by this process
         self._errors: dict[int, int] = {}
+        self._noted_waiting: set[int] = set()  # queued runs told that no machine is free
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -118,17 +130,33 @@ class RunEngine(LoggingConfigurable):
     def tick(self) -> bool:
         """Advance every active run one step. Returns whether any run is active."""
         runs = self.store.active_runs()
-        occupied = sum(1 for r in runs if r.status != Status.MACHINE_REQUESTED)
+        placed = [r for r in runs if r.status != Status.MACHINE_REQUESTED]
+        held = [self.allocation_of(r) for r in placed]
+        occupied = len(placed)
         for run in runs:
             try:
                 if run.status == Status.MACHINE_REQUESTED:
                     if run.requested_action is not None:
                         self._cancel_queued(run)
-                    elif occupied < self.concurrency_limit:
+                    elif occupied >= self.concurrency_limit:
+                        self._note_waiting(
+                            run,
+                            f"waiting for a free slot: {occupied} runs are active and the "
+                            f"concurrency limit is {self.concurrency_limit}",
+                        )
+                    else:
+                        allocation = self.machine_types.allocate(run.spec.machine_type, held)
+                        if allocation is None:
+                            self._note_waiting(
+                                run,
+                                f"waiting for a {run.spec.machine_type} machine: none is free yet",
+                            )
+                            continue
+                        held.append(allocation)
                         occupied += 1
-                        self._launch(run)
+                        self._launch(run, allocation)
                 elif run.status in PROGRESS:
-                    self._launch(run)
+                    self._launch(run, self.allocation_of(run))
                 elif run.status == Status.RUNNING:
                     self._follow(run)
                 elif run.status in FINISHING:
@@ -144,9 +172,24 @@ class RunEngine(LoggingConfigurable):
         final = Status.KILLED if run.requested_action == RunAction.KILL else Status.STOPPED
         self.store.set_status(run.id, final, f"Run {final.value} before it started")
 
-    def _launch(self, run: ActiveRun) -> None:
+    def _note_waiting(self, run: ActiveRun, why: str) -> None:
+        """Tell a queued run once why it waits (the first reason it meets)."""
+        if run.id not in self._noted_waiting:
+            self._noted_waiting.add(run.id)
+            self.store.add_status_note(run.id, why)
+
+    def allocation_of(self, run: ActiveRun) -> Allocation:
+        if run.allocation:
+            return Allocation.from_json(run.allocation)
+        mtype = self.machine_types.types.get(run.spec.machine_type)  # runs from before 0002
+        return Allocation(mtype.cpus, mtype.memory_mib) if mtype else Allocation(0, 0)
+
+    def _launch(self, run: ActiveRun, allocation: Allocation) -> None:
         if run.status == Status.MACHINE_REQUESTED:
-            self.store.set_status(run.id, Status.BUILDING, "Building")
+            self._noted_waiting.discard(run.id)
+            self.store.set_status(
+                run.id, Status.BUILDING, "Building", allocation=allocation.as_json()
+            )
         if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING):
             self.store.set_status(run.id, Status.MOUNTING, "Mounting")
         workdir = self._workdir(run.id)
@@ -159,6 +202,7 @@ class RunEngine(LoggingConfigurable):
                 workdir=workdir,
                 cwd=run.spec.cwd,
                 envvars=run.spec.envvars,
+                gpu_indices=allocation.gpu_indices,
             )
         )
         self.store.set_handle(run.id, self.backend.name, handle)

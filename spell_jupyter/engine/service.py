@@ -88,6 +88,23 @@ class RunService:
     def log_count(self, run_id: int) -> int:
         return self.store.log_count(run_id)
 
+    def machine_types_report(self) -> dict:
+        """The host's capacity and, per machine type, how many more runs fit now."""
+        held = [
+            self.engine.allocation_of(r)
+            for r in self.store.active_runs()
+            if r.status != Status.MACHINE_REQUESTED
+        ]
+        host = self.machine_types.host
+        return {
+            "host": {
+                "cpus": host.cpus,
+                "memory_mib": host.memory_mib,
+                "gpus": [{"index": g.index, "model": g.model} for g in host.gpus],
+            },
+            "machine_types": self.machine_types.describe(held),
+        }
+
     def status_of(self, run_id: int) -> Status:
         return self.store.status_of(run_id)
 

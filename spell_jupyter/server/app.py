@@ -13,7 +13,7 @@ from .._version import __version__
 from ..backends.base import Backend
 from ..backends.local import LocalBackend
 from ..engine import RunEngine, RunService
-from ..engine.machine_types import MachineTypes
+from ..engine.machine_types import DEFAULT_MACHINE_TYPES, HostCapacity, MachineTypes
 from ..fs.spellfs import SpellFS
 from ..paths import spell_home
 from ..store import RunStore, connect_database
@@ -58,8 +58,14 @@ class SpellJupyter(ExtensionApp):
     ).tag(config=True)
 
     machine_types = Dict(
-        default_value={"CPU": {"cpus": os.cpu_count() or 1, "gpus": 0}},
-        help="Machine types users may pick with -t, name -> resources",
+        default_value=DEFAULT_MACHINE_TYPES,
+        help="Machine types users pick with -t: name -> {cpus, memory ('16GiB'), gpu, gpus}",
+    ).tag(config=True)
+
+    host_capacity = Dict(
+        default_value={},
+        help="This host's capacity, {cpus, memory, gpus: [{index, model}]}; what is left out "
+        "is read from the machine (CPU count, /proc/meminfo, nvidia-smi)",
     ).tag(config=True)
 
     write_server_info = Bool(
@@ -76,9 +82,18 @@ class SpellJupyter(ExtensionApp):
         store = RunStore(connect_database(self.db_url))
         fs = SpellFS(self.fs_root)
         backend = self.backend_class(parent=self, state_root=str(home / "local"))
-        self.engine = RunEngine(parent=self, store=store, backend=backend, fs=fs, home=home)
+        host = HostCapacity.from_config(self.host_capacity)
+        machine_types = MachineTypes(self.machine_types, host)
+        self.engine = RunEngine(
+            parent=self,
+            store=store,
+            backend=backend,
+            fs=fs,
+            home=home,
+            machine_types=machine_types,
+        )
         self.service = RunService(
-            store=store, fs=fs, machine_types=MachineTypes(self.machine_types), engine=self.engine
+            store=store, fs=fs, machine_types=machine_types, engine=self.engine
         )
         self.settings.update(spell_service=self.service, spell_engine=self.engine)
         self.engine.start()

@@ -229,6 +229,12 @@ class WaitHandler(SpellHandler):
         self.send(self.service.get(rid))
 
 
+class MachineTypesHandler(SpellHandler):
+    @api
+    def get(self):
+        self.finish(self.service.machine_types_report())
+
+
 class ResourcesHandler(SpellHandler):
     @api
     def get(self, path: str = ""):
@@ -301,6 +307,7 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/runs/{run_id}/labels/{label}", LabelHandler),
     ("/runs/{run_id}/logs", LogsHandler),
     ("/runs/{run_id}/wait", WaitHandler),
+    ("/machine-types", MachineTypesHandler),
     ("/resources", ResourcesHandler),
     ("/resources/{path}", ResourcesHandler),
     ("/download/{path}", DownloadHandler),

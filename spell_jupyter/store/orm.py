@@ -64,6 +64,7 @@ class RunRow(Base):
     requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
     handle: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    allocation: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     output_cursor: Mapped[int] = mapped_column(Integer, default=0)
     next_log_offset: Mapped[int] = mapped_column(Integer, default=0)
 

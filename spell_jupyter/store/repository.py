@@ -45,6 +45,7 @@ class ActiveRun:
     handle: dict | None
     output_cursor: int
     started_at: datetime | None
+    allocation: dict | None
 
 
 class RunStore:
@@ -196,6 +197,7 @@ class RunStore:
                     handle=r.handle,
                     output_cursor=r.output_cursor,
                     started_at=r.started_at,
+                    allocation=r.allocation,
                 )
                 for r in rows
             ]
@@ -207,8 +209,12 @@ class RunStore:
         message: str = "",
         *,
         user_exit_code: int | None = None,
+        allocation: dict | None = None,
     ) -> None:
-        """Move a run to `status`, recording history and a status-event log entry."""
+        """Move a run to `status`, recording history and a status-event log entry.
+
+        An `allocation` (the resources the scheduler gave the run) is stored in the same
+        transaction, so a run never holds resources without having left the queue."""
         now = utcnow()
         with self._writing() as session:
             row = self._row(session, run_id)
@@ -221,6 +227,8 @@ class RunStore:
                 row.requested_action = None
             if user_exit_code is not None:
                 row.user_exit_code = user_exit_code
+            if allocation is not None:
+                row.allocation = allocation
             self._record_status(session, row, status, message, now)
 
     def set_handle(self, run_id: int, backend: str, handle: dict) -> None:
@@ -363,4 +371,5 @@ def _to_run(row: RunRow, labels: list[str], history: Sequence[StatusChangeRow]) 
         archived=bool(row.archived),
         requested_action=RunAction(row.requested_action) if row.requested_action else None,
         backend=row.backend,
+        allocation=row.allocation,
     )
