@@ -113,7 +113,7 @@ class RunService:
 
     def check_path(self, path: str) -> None:
         """Raise InvalidInput/NotFound before a streamed response starts."""
-        self.fs.ls(path)
+        self.fs.info(path)
 
     def write_tar(self, path: str, out: BinaryIO) -> None:
         self.fs.write_tar(path, out)

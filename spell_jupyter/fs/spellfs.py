@@ -40,6 +40,10 @@ class SpellFS:
 
     # -- reading -------------------------------------------------------------------------------
 
+    def info(self, path: str = "") -> FileInfo:
+        """One entry; NotFound if it does not exist, InvalidInput if it is not a SpellFS path."""
+        return self._lstat(*self.resolve(path))
+
     def ls(self, path: str = "") -> list[FileInfo]:
         """The entries of a folder, or the one entry of a file."""
         clean, local = self.resolve(path)
@@ -56,7 +60,7 @@ class SpellFS:
     def write_tar(self, path: str, out: BinaryIO) -> None:
         """Stream `path` (file or folder) as an uncompressed tar; links stay links."""
         clean, local = self.resolve(path)
-        self._lstat(clean, local)
+        self._lstat(clean, local)  # NotFound before any byte is written
         arcname = local.name if clean else "spellfs"
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             tar.add(str(local), arcname=arcname, recursive=True)
