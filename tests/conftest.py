@@ -80,6 +80,23 @@ def served(home):
 
 
 @pytest.fixture
+def serve(tmp_path):
+    """A factory: `serve(**env)` starts a `spell server` on a fresh data directory with extra
+    environment; every server it started is stopped afterwards."""
+    started: list[SpellHome] = []
+
+    def start(**env: str) -> SpellHome:
+        h = make_home(tmp_path, **env)
+        h.start_server()
+        started.append(h)
+        return h
+
+    yield start
+    for h in started:
+        h.spell("server", "stop")
+
+
+@pytest.fixture
 def jp_server_config(tmp_path):
     """An in-process Jupyter server with the Spell extension on a fresh data directory."""
     return {

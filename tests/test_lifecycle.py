@@ -8,8 +8,6 @@ import sys
 import textwrap
 from datetime import datetime, timezone
 
-from conftest import make_home
-
 
 def wait_for_line(run, text: str) -> None:
     """Follow the run's logs until a user line equals `text` (an event, not a sleep)."""
@@ -59,39 +57,31 @@ def test_stop_saves_outputs_and_kill_saves_nothing(served):
     assert not (served.path / "work" / str(killed.id)).exists()
 
 
-def test_stop_escalates_to_sigkill_after_the_grace_period(tmp_path):
-    home = make_home(tmp_path, SPELL_STOP_GRACE_PERIOD="0.5")
-    try:
-        home.start_server()
-        client = home.client()
-        run = client.runs.new(command="trap '' TERM; echo ready; while true; do sleep 0.05; done")
-        wait_for_line(run, "ready")
-        run.stop()
-        run.wait_status("stopped", timeout=30)
-        assert run.user_exit_code == 137
-    finally:
-        home.spell("server", "stop")
+def test_stop_escalates_to_sigkill_after_the_grace_period(serve):
+    home = serve(SPELL_STOP_GRACE_PERIOD="0.5")
+    client = home.client()
+    run = client.runs.new(command="trap '' TERM; echo ready; while true; do sleep 0.05; done")
+    wait_for_line(run, "ready")
+    run.stop()
+    run.wait_status("stopped", timeout=30)
+    assert run.user_exit_code == 137
 
 
-def test_stop_of_a_queued_run_never_starts_it(tmp_path):
-    home = make_home(tmp_path, SPELL_CONCURRENCY_LIMIT="1")
-    try:
-        home.start_server()
-        client = home.client()
-        blocker = client.runs.new(command="echo ready; while true; do sleep 0.05; done")
-        wait_for_line(blocker, "ready")
-        queued = client.runs.new(command="echo should-not-run > x.txt")
-        assert queued.status == "machine_requested"
-        notes = (e.text for e in queued.logs(follow=True) if e.status_event)
-        assert any("the concurrency limit is 1" in text for text in notes)
-        queued.kill()
-        queued.wait_status("killed")
-        blocker.kill()
-        blocker.wait_status("killed")
-        assert [s["status"] for s in queued.status_history] == ["machine_requested", "killed"]
-        assert user_lines(queued) == []
-    finally:
-        home.spell("server", "stop")
+def test_stop_of_a_queued_run_never_starts_it(serve):
+    home = serve(SPELL_CONCURRENCY_LIMIT="1")
+    client = home.client()
+    blocker = client.runs.new(command="echo ready; while true; do sleep 0.05; done")
+    wait_for_line(blocker, "ready")
+    queued = client.runs.new(command="echo should-not-run > x.txt")
+    assert queued.status == "machine_requested"
+    notes = (e.text for e in queued.logs(follow=True) if e.status_event)
+    assert any("the concurrency limit is 1" in text for text in notes)
+    queued.kill()
+    queued.wait_status("killed")
+    blocker.kill()
+    blocker.wait_status("killed")
+    assert [s["status"] for s in queued.status_history] == ["machine_requested", "killed"]
+    assert user_lines(queued) == []
 
 
 def test_runs_survive_kill_9_of_their_server(served):
@@ -135,50 +125,44 @@ SUBMITTER = textwrap.dedent(
 )
 
 
-def test_concurrent_submissions_get_unique_ascending_ids_and_respect_the_limit(tmp_path):
-    home = make_home(tmp_path, SPELL_CONCURRENCY_LIMIT="2")
-    try:
-        home.start_server()
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", SUBMITTER], env=home.env, stdout=subprocess.PIPE, text=True
-            )
-            for _ in range(4)
-        ]
-        per_process = []
-        for proc in procs:
-            out, _ = proc.communicate(timeout=120)
-            assert proc.returncode == 0
-            per_process.append([int(x) for x in out.split()])
+def test_concurrent_submissions_get_unique_ascending_ids_and_respect_the_limit(serve):
+    home = serve(SPELL_CONCURRENCY_LIMIT="2")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SUBMITTER], env=home.env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    per_process = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        per_process.append([int(x) for x in out.split()])
 
-        all_ids = [i for ids in per_process for i in ids]
-        assert len(all_ids) == 40 and sorted(all_ids) == list(range(1, 41))
-        for ids in per_process:
-            assert ids == sorted(ids)  # each process saw ascending IDs
+    all_ids = [i for ids in per_process for i in ids]
+    assert len(all_ids) == 40 and sorted(all_ids) == list(range(1, 41))
+    for ids in per_process:
+        assert ids == sorted(ids)  # each process saw ascending IDs
 
-        client = home.client()
-        runs = []
-        for run_id in range(1, 41):
-            run = client.runs.get(run_id)
-            run.wait_status("complete", timeout=120)
-            runs.append(run)
-        # IDs ascend in the order the server accepted the runs
-        assert [r.created_at for r in runs] == sorted(r.created_at for r in runs)
+    client = home.client()
+    runs = []
+    for run_id in range(1, 41):
+        run = client.runs.get(run_id)
+        run.wait_status("complete", timeout=120)
+        runs.append(run)
+    # IDs ascend in the order the server accepted the runs
+    assert [r.created_at for r in runs] == sorted(r.created_at for r in runs)
 
-        # occupancy: from leaving machine_requested to the final status
-        events = []
-        starts = []
-        for run in runs:
-            left_queue = next(
-                s["at"] for s in run.status_history if s["status"] != "machine_requested"
-            )
-            starts.append((left_queue, run.id))
-            events += [(left_queue, 1), (run.status_history[-1]["at"], -1)]
-        busy = peak = 0
-        for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
-            busy += delta
-            peak = max(peak, busy)
-        assert peak == 2
-        assert [run_id for _, run_id in sorted(starts)] == list(range(1, 41))  # FIFO
-    finally:
-        home.spell("server", "stop")
+    # occupancy: from leaving machine_requested to the final status
+    events = []
+    starts = []
+    for run in runs:
+        left_queue = next(s["at"] for s in run.status_history if s["status"] != "machine_requested")
+        starts.append((left_queue, run.id))
+        events += [(left_queue, 1), (run.status_history[-1]["at"], -1)]
+    busy = peak = 0
+    for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
+        busy += delta
+        peak = max(peak, busy)
+    assert peak == 2
+    assert [run_id for _, run_id in sorted(starts)] == list(range(1, 41))  # FIFO

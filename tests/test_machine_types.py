@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_home
 
 from spell_jupyter.engine.machine_types import (
     DEFAULT_MACHINE_TYPES,
@@ -61,13 +60,14 @@ def test_memory_sizes():
         parse_memory("lots")
 
 
-def configured_home(tmp_path, **spell_config):
+def configured_server(serve, tmp_path, **spell_config):
+    """A running server whose SpellJupyter config comes from a Jupyter config file."""
     config_dir = tmp_path / "jupyter-config"
     config_dir.mkdir()
     (config_dir / "jupyter_server_config.json").write_text(
         json.dumps({"SpellJupyter": spell_config})
     )
-    return make_home(tmp_path, JUPYTER_CONFIG_DIR=str(config_dir), SPELL_CONCURRENCY_LIMIT="8")
+    return serve(JUPYTER_CONFIG_DIR=str(config_dir), SPELL_CONCURRENCY_LIMIT="8")
 
 
 def wait_for_note(run, text: str) -> None:
@@ -84,33 +84,32 @@ def wait_for_line(run, prefix: str) -> str:
     raise AssertionError(f"run {run.id} never printed {prefix!r}")
 
 
-def test_a_run_waits_until_the_host_has_room(tmp_path):
-    home = configured_home(tmp_path, host_capacity={"cpus": 1, "memory": "8GiB", "gpus": []})
+def test_a_run_waits_until_the_host_has_room(serve, tmp_path):
+    home = configured_server(
+        serve, tmp_path, host_capacity={"cpus": 1, "memory": "8GiB", "gpus": []}
+    )
     go = tmp_path / "go"
-    try:
-        home.start_server()
-        client = home.client()
-        hold = f"echo started; while [ ! -f {go} ]; do sleep 0.05; done"
-        first = client.runs.new(command=hold)
-        second = client.runs.new(command="echo second")
-        wait_for_line(first, "started")
-        wait_for_note(second, "waiting for a CPU machine")
-        second.refresh()
-        assert second.status == "machine_requested"
+    client = home.client()
+    hold = f"echo started; while [ ! -f {go} ]; do sleep 0.05; done"
+    first = client.runs.new(command=hold)
+    second = client.runs.new(command="echo second")
+    wait_for_line(first, "started")
+    wait_for_note(second, "waiting for a CPU machine")
+    second.refresh()
+    assert second.status == "machine_requested"
 
-        go.touch()
-        second.wait_status("complete")
-        first.wait_status("complete")
-        left_queue = next(s["at"] for s in second.status_history if s["status"] == "building")
-        assert left_queue >= first.ended_at
-        report = {t["name"]: t for t in client.machine_types()["machine_types"]}
-        assert report["CPU"]["available"] == 1
-    finally:
-        home.spell("server", "stop")
+    go.touch()
+    second.wait_status("complete")
+    first.wait_status("complete")
+    left_queue = next(s["at"] for s in second.status_history if s["status"] == "building")
+    assert left_queue >= first.ended_at
+    report = {t["name"]: t for t in client.machine_types()["machine_types"]}
+    assert report["CPU"]["available"] == 1
 
 
-def test_gpu_runs_see_only_their_own_gpus(tmp_path):
-    home = configured_home(
+def test_gpu_runs_see_only_their_own_gpus(serve, tmp_path):
+    home = configured_server(
+        serve,
         tmp_path,
         host_capacity={"cpus": 8, "memory": "8GiB", "gpus": FOUR_T4},
         machine_types={
@@ -119,29 +118,23 @@ def test_gpu_runs_see_only_their_own_gpus(tmp_path):
         },
     )
     go = tmp_path / "go"
-    try:
-        home.start_server()
-        client = home.client()
-        hold = f"echo gpus=$CUDA_VISIBLE_DEVICES; while [ ! -f {go} ]; do sleep 0.05; done"
-        runs = [client.runs.new(command=hold, machine_type="t4x2") for _ in range(3)]
-        seen = [wait_for_line(r, "gpus=").removeprefix("gpus=").split(",") for r in runs[:2]]
-        assert all(len(s) == 2 for s in seen)
-        assert set(seen[0]).isdisjoint(seen[1]) and set(seen[0] + seen[1]) == {"0", "1", "2", "3"}
-        wait_for_note(runs[2], "waiting for a T4x2 machine")
+    client = home.client()
+    hold = f"echo gpus=$CUDA_VISIBLE_DEVICES; while [ ! -f {go} ]; do sleep 0.05; done"
+    runs = [client.runs.new(command=hold, machine_type="t4x2") for _ in range(3)]
+    seen = [wait_for_line(r, "gpus=").removeprefix("gpus=").split(",") for r in runs[:2]]
+    assert all(len(s) == 2 for s in seen)
+    assert set(seen[0]).isdisjoint(seen[1]) and set(seen[0] + seen[1]) == {"0", "1", "2", "3"}
+    wait_for_note(runs[2], "waiting for a T4x2 machine")
 
-        cpu = client.runs.new(command="echo gpus=[$CUDA_VISIBLE_DEVICES]")
-        assert wait_for_line(cpu, "gpus=") == "gpus=[]"  # CPU runs see no GPU
+    cpu = client.runs.new(command="echo gpus=[$CUDA_VISIBLE_DEVICES]")
+    assert wait_for_line(cpu, "gpus=") == "gpus=[]"  # CPU runs see no GPU
 
-        go.touch()
-        for run in runs:
-            run.wait_status("complete")
-        assert sorted(runs[2].raw["allocation"]["gpus"]) in ([0, 1], [2, 3])
-        listing = home.spell("machine-types")
-        assert (
-            listing.returncode == 0 and "T4x2" in listing.stdout and "0:Tesla T4" in listing.stdout
-        )
-    finally:
-        home.spell("server", "stop")
+    go.touch()
+    for run in runs:
+        run.wait_status("complete")
+    assert sorted(runs[2].raw["allocation"]["gpus"]) in ([0, 1], [2, 3])
+    listing = home.spell("machine-types")
+    assert listing.returncode == 0 and "T4x2" in listing.stdout and "0:Tesla T4" in listing.stdout
 
 
 def test_gpu_type_on_a_host_without_gpus_is_refused_at_submit(served):
