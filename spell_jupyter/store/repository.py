@@ -292,7 +292,7 @@ class RunStore:
         return value
 
     def delete_run(self, run_id: int) -> None:
-        """Remove a run entirely (used to undo a submission the backend refused)."""
+        """Remove a run and everything recorded of it (its ID is never handed out again)."""
         with self._writing() as session:
             session.execute(delete(RunRow).where(RunRow.id == run_id))
 
