@@ -23,3 +23,9 @@ class NotFound(SpellError):
 
 class Conflict(SpellError):
     status_code = 409
+
+
+class Unavailable(SpellError):
+    """A service the request needs (e.g. the Docker Engine) is not answering."""
+
+    status_code = 503

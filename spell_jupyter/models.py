@@ -11,7 +11,14 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from .status import FINAL_STATUSES, RunAction, RunKind, Status
 
@@ -20,6 +27,51 @@ __all__ = ["FINAL_STATUSES", "RunAction", "RunKind", "Status"]
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:@+-]{0,63}$")
+
+# Package names and image references go into files and API calls, never into a shell; these
+# patterns still refuse anything that is not plainly a name, so mistakes fail before a build.
+APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+_VERSION_CLAUSE = r"\s*(==|>=|<=|!=|~=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+PIP_SPEC = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._-]+(,\s*[A-Za-z0-9._-]+)*\])?"
+    rf"({_VERSION_CLAUSE}(\s*,{_VERSION_CLAUSE})*)?$"
+)
+DOCKER_IMAGE = re.compile(
+    r"^([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+FRAMEWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_ENV_FILE = 1 << 20  # bytes of a requirements or conda file
+
+
+def check_apt_package(value: str) -> str:
+    if not APT_PACKAGE.fullmatch(value):
+        raise ValueError(
+            f"invalid apt package {value!r}: give a Debian package name such as jq or "
+            "libsndfile1 (optionally name=version), nothing else"
+        )
+    return value
+
+
+def check_pip_spec(value: str) -> str:
+    value = value.strip()
+    if not PIP_SPEC.fullmatch(value):
+        raise ValueError(
+            f"invalid pip package {value!r}: give a name with optional extras and version "
+            "specifiers (==, >=, <=, <, >), e.g. 'torch==2.5.1' or 'six>=1.16,<2'"
+        )
+    return value
+
+
+def check_env_file(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if "\x00" in value:
+        raise ValueError(f"the {what} must be a text file (it contains NUL bytes)")
+    if len(value.encode()) > MAX_ENV_FILE:
+        raise ValueError(f"the {what} is larger than {MAX_ENV_FILE >> 20} MiB")
+    return value
+
 
 Label = Annotated[str, StringConstraints(strip_whitespace=True)]
 
@@ -59,6 +111,22 @@ class RunSpec(BaseModel):
     machine_type: str = "CPU"
     cwd: str = Field(default="", description="Subdirectory of the run's working directory")
     kind: RunKind = RunKind.RUN
+    framework: str = Field(default="default", description="Base image, by framework name")
+    docker_image: str | None = Field(
+        default=None, description="A custom image, used as it is (excludes every other field)"
+    )
+    apt_packages: list[str] = Field(default_factory=list)
+    pip_packages: list[str] = Field(default_factory=list)
+    requirements: str | None = Field(default=None, description="A requirements file's text")
+    conda_env: str | None = Field(default=None, description="A conda environment file's text")
+    pip_from_env: list[str] = Field(
+        default_factory=list,
+        description="The submitter's top-level packages (--deps-from-env); below requirements "
+        "and pip_packages in precedence",
+    )
+    timeout_minutes: float | None = Field(
+        default=None, gt=0, description="Stop the run (outputs saved) after this many minutes"
+    )
 
     @field_validator("command")
     @classmethod
@@ -90,6 +158,77 @@ class RunSpec(BaseModel):
     @classmethod
     def _cwd(cls, value: str) -> str:
         return check_relative_path(value, "cwd")
+
+    @field_validator("framework")
+    @classmethod
+    def _framework(cls, value: str) -> str:
+        if not FRAMEWORK.fullmatch(value):
+            raise ValueError(f"invalid framework name {value!r}")
+        return value
+
+    @field_validator("docker_image")
+    @classmethod
+    def _docker_image(cls, value: str | None) -> str | None:
+        if value is not None and not DOCKER_IMAGE.fullmatch(value):
+            raise ValueError(
+                f"invalid Docker image {value!r}: give a reference such as "
+                "'ubuntu:22.04' or 'registry.example.com:5000/team/image:tag'"
+            )
+        return value
+
+    @field_validator("apt_packages")
+    @classmethod
+    def _apt(cls, value: list[str]) -> list[str]:
+        return sorted(set(map(check_apt_package, value)))
+
+    @field_validator("pip_packages", "pip_from_env")
+    @classmethod
+    def _pip(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(map(check_pip_spec, value)))
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: str | None) -> str | None:
+        return check_env_file(value, "requirements file")
+
+    @field_validator("conda_env")
+    @classmethod
+    def _conda(cls, value: str | None) -> str | None:
+        return check_env_file(value, "conda file")
+
+    @model_validator(mode="after")
+    def _custom_image_is_exclusive(self) -> RunSpec:
+        if self.docker_image is None:
+            return self
+        clashes = [
+            flag
+            for flag, given in (
+                ("--framework", self.framework != "default"),
+                ("--apt", self.apt_packages),
+                ("--pip", self.pip_packages),
+                ("--pip-req", self.requirements is not None),
+                ("--conda-file", self.conda_env is not None),
+                ("--deps-from-env", self.pip_from_env),
+            )
+            if given
+        ]
+        if clashes:
+            raise ValueError(
+                f"--docker-image cannot be combined with {', '.join(clashes)}: "
+                "install those packages in the image instead"
+            )
+        return self
+
+    @property
+    def has_packages(self) -> bool:
+        """Does the environment add anything to its framework's image?"""
+        return bool(
+            self.apt_packages
+            or self.pip_packages
+            or self.pip_from_env
+            or self.requirements is not None
+            or self.conda_env is not None
+        )
 
 
 class StatusChange(BaseModel):

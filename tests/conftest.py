@@ -60,7 +60,9 @@ class SpellHome:
 def make_home(tmp_path: Path, **env: str) -> SpellHome:
     path = tmp_path / "spell-home"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPELL_")}
-    full_env.update({"SPELL_HOME": str(path), "SPELL_STOP_GRACE_PERIOD": "5", **env})
+    full_env.update(
+        {"SPELL_HOME": str(path), "SPELL_STOP_GRACE_PERIOD": "5", "SPELL_BACKEND": "local", **env}
+    )
     return SpellHome(path=path, env=full_env)
 
 
@@ -101,5 +103,5 @@ def jp_server_config(tmp_path):
     """An in-process Jupyter server with the Spell extension on a fresh data directory."""
     return {
         "ServerApp": {"jpserver_extensions": {"spell_jupyter": True}},
-        "SpellJupyter": {"spell_home": str(tmp_path / "spell-home")},
+        "SpellJupyter": {"spell_home": str(tmp_path / "spell-home"), "backend": "local"},
     }

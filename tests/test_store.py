@@ -38,6 +38,31 @@ def test_a_database_without_version_table_is_created_from_scratch(tmp_path):
         assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 0
 
 
+def test_upgrade_from_0002_keeps_output_cursors_as_text(tmp_path):
+    from alembic import command
+
+    from spell_jupyter.store.database import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'spell.db'}"
+    engine = connect_database(url, migrate_schema=False)
+    cfg = alembic_config(url)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0002")
+        conn.execute(
+            text(
+                "INSERT INTO runs (kind, command, spec, status, created_at, machine_type, "
+                "output_cursor) VALUES ('run', 'true', '{\"command\": \"true\"}', "
+                "'running', '2026-11-22 10:00:00.000000', 'CPU', 4096)"
+            )
+        )
+        conn.commit()
+    migrate(engine)
+    assert schema_version(engine) == schema_head()
+    (active,) = RunStore(engine).active_runs()
+    assert active.output_cursor == "4096"
+
+
 def test_ids_are_never_reused_after_deletion(tmp_path):
     store = RunStore(connect_database(f"sqlite:///{tmp_path / 'spell.db'}"))
     first = store.create_run(RunSpec(command="true"), "waiting").id

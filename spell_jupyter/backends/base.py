@@ -6,13 +6,19 @@ JSON `handle` that `start` returns and the engine stores, so a restarted server 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from traitlets.config import LoggingConfigurable
 
+from ..errors import Conflict, InvalidInput
 from ..models import OutputLine
+
+
+class BuildFailed(Exception):
+    """An environment could not be built or pulled; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,9 @@ class LaunchRequest:
     cwd: str = ""
     envvars: dict[str, str] = field(default_factory=dict)
     gpu_indices: tuple[int, ...] = ()
+    cpus: float = 0.0  # limits from the machine type (0: none)
+    memory_mib: int = 0
+    image: str | None = None  # for backends that run images
 
 
 class ProcessState(str, Enum):
@@ -45,6 +54,38 @@ class Backend(LoggingConfigurable):
     """Runs commands; the engine owns lifecycles, the backend owns processes."""
 
     name: str = "abstract"
+    supports_environments: bool = False  # can it run images (framework, --pip, ...)?
+
+    def check_submission(self, *, gpus: int, wants_environment: bool) -> None:
+        """Refuse, before a run is created, what this backend cannot do."""
+        if wants_environment:
+            raise InvalidInput(
+                f"the {self.name} backend runs commands as they are on this machine, so "
+                "--framework, --docker-image, --apt, --pip, --pip-req, --conda-file and "
+                "--deps-from-env need the Docker backend: start Docker and the server again"
+            )
+
+    def has_image(self, image: str) -> bool:
+        raise NotImplementedError
+
+    def pull_image(self, image: str, on_line: Callable[[str], None]) -> None:
+        raise NotImplementedError
+
+    def build_image(
+        self, dockerfile: str, files: dict[str, bytes], tag: str, on_line: Callable[[str], None]
+    ) -> None:
+        raise NotImplementedError
+
+    def describe(self, handle: dict) -> str:
+        """A line for the run's log saying where it runs."""
+        return f"Running on the {self.name} backend"
+
+    def stats(self, handle: dict) -> dict:
+        raise Conflict(f"the {self.name} backend has no resource statistics")
+
+    def remove_orphans(self, active_run_ids: set[int]) -> list[int]:
+        """Remove what runs that are no longer active left behind; returns their IDs."""
+        return []
 
     def start(self, request: LaunchRequest) -> dict:
         """Start the command (idempotent for one run_id) and return its handle."""
@@ -54,8 +95,9 @@ class Backend(LoggingConfigurable):
         """Is it starting, running, exited (with its exit code), or lost?"""
         raise NotImplementedError
 
-    def read_output(self, handle: dict, cursor: int) -> tuple[list[OutputLine], int]:
-        """Complete output lines after `cursor`, and the cursor after them."""
+    def read_output(self, handle: dict, cursor: str) -> tuple[list[OutputLine], str]:
+        """Complete output lines after `cursor` (opaque to the engine; "" at first), and the
+        cursor after them."""
         raise NotImplementedError
 
     def signal(self, handle: dict, signum: int) -> bool:

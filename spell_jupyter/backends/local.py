@@ -83,11 +83,12 @@ class LocalBackend(Backend):
         )
         return ProcessStatus(ProcessState.LOST, None, err.strip())
 
-    def read_output(self, handle: dict, cursor: int) -> tuple[list[OutputLine], int]:
+    def read_output(self, handle: dict, cursor: str) -> tuple[list[OutputLine], str]:
         path = Path(handle["state_dir"]) / "output.jsonl"
+        offset = int(cursor or 0)  # a byte offset into output.jsonl
         try:
             with open(path, "rb") as f:
-                f.seek(cursor)
+                f.seek(offset)
                 data = f.read(READ_LIMIT)
         except FileNotFoundError:
             return [], cursor
@@ -102,7 +103,7 @@ class LocalBackend(Backend):
                     text=record["x"],
                 )
             )
-        return lines, cursor + end
+        return lines, str(offset + end)
 
     def signal(self, handle: dict, signum: int) -> bool:
         pid_file = Path(handle["state_dir"]) / "pid.json"
@@ -113,6 +114,9 @@ class LocalBackend(Backend):
         with contextlib.suppress(ProcessLookupError):  # gone: the shim writes its exit code
             os.killpg(pgid, signum)
         return True
+
+    def describe(self, handle: dict) -> str:
+        return "Running as a local process (the local backend: no container)"
 
     def cleanup(self, handle: dict) -> None:
         state_dir = Path(handle["state_dir"])

@@ -11,17 +11,21 @@ import os
 import shutil
 import signal
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from traitlets import Float, Int, default
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import Backend, LaunchRequest, ProcessState
+from ..backends.base import Backend, BuildFailed, LaunchRequest, ProcessState
 from ..fs.spellfs import SpellFS
 from ..humanize import human_size
-from ..models import RunAction, Status
+from ..models import OutputLine, RunAction, Status
 from ..store.repository import ActiveRun, RunStore
+from .environments import Environment, Frameworks, environment_for
 from .leader import LeaderLock
 from .machine_types import Allocation, MachineTypes
 from .outputs import changed_files, write_manifest
@@ -58,6 +62,7 @@ class RunEngine(LoggingConfigurable):
     idle_poll_interval = Float(
         0.25, help="Seconds between passes with nothing active (new submissions wake it)"
     ).tag(config=True)
+    build_workers = Int(2, help="Environment builds that may run at once").tag(config=True)
     leader_retry_interval = Float(
         1.0, help="Seconds between attempts of a standby engine to become the leader"
     ).tag(config=True)
@@ -70,11 +75,19 @@ class RunEngine(LoggingConfigurable):
         fs: SpellFS,
         home: Path,
         machine_types: MachineTypes,
+        frameworks: Frameworks | None = None,
+        ca_files: list[Path] | None = None,
+        pip_installer: str = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.store = store
         self.machine_types = machine_types
+        self.frameworks = frameworks or Frameworks({})
+        self.ca_files = ca_files or []
+        self.pip_installer = pip_installer
+        self._builds: dict[str, _Build] = {}  # image -> its build (or pull), shared by runs
+        self._builders = ThreadPoolExecutor(self.build_workers, thread_name_prefix="spell-build")
         self.backend = backend
         self.fs = fs
         self.home = home
@@ -107,6 +120,7 @@ class RunEngine(LoggingConfigurable):
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._builders.shutdown(wait=False, cancel_futures=True)
         self.leader_lock.release()
 
     def _main(self) -> None:
@@ -190,6 +204,21 @@ class RunEngine(LoggingConfigurable):
             self.store.set_status(
                 run.id, Status.BUILDING, "Building", allocation=allocation.as_json()
             )
+        elif run.requested_action is not None:  # stopped or killed before it ran
+            self._cancel_queued(run)
+            return
+        image = None
+        if self.backend.supports_environments:
+            environment = environment_for(
+                run.spec, self.frameworks, self.ca_files, self.pip_installer
+            )
+            image = environment.image
+            if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING):
+                ready = self._prepare(run.id, environment)
+                if ready is None:
+                    return  # still building: the next pass looks again
+                if not ready:
+                    return  # ended build_failed
         if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING):
             self.store.set_status(run.id, Status.MOUNTING, "Mounting")
         workdir = self._workdir(run.id)
@@ -203,14 +232,89 @@ class RunEngine(LoggingConfigurable):
                 cwd=run.spec.cwd,
                 envvars=run.spec.envvars,
                 gpu_indices=allocation.gpu_indices,
+                cpus=allocation.cpus,
+                memory_mib=allocation.memory_mib,
+                image=image,
             )
         )
         self.store.set_handle(run.id, self.backend.name, handle)
+        self.store.add_status_note(run.id, self.backend.describe(handle))
         self.store.set_status(run.id, Status.RUNNING, "Run is running")
+
+    def _prepare(self, run_id: int, environment: Environment) -> bool | None:
+        """Make sure the run's image exists: True when it does, None while it is being built
+        or pulled (output streams into the run's logs), False when that failed."""
+        image = environment.image
+        build = self._builds.get(image)
+        if build is None:
+            if self.backend.has_image(image):
+                if environment.context is not None:
+                    self.store.add_status_note(run_id, f"Retrieving cached environment {image}")
+                return True
+            if environment.context is None:
+                self.store.add_status_note(run_id, f"Pulling {image}")
+                work = lambda sink: self.backend.pull_image(image, sink)  # noqa: E731
+            else:
+                self.store.add_status_note(run_id, f"Building environment {image}")
+                context = environment.context
+                work = lambda sink: self.backend.build_image(  # noqa: E731
+                    context.dockerfile, context.files, image, sink
+                )
+            build = _Build(self._builders.submit(self._build, run_id, work), run_id)
+            build.future.add_done_callback(lambda _: self.wake())
+            self._builds[image] = build
+        if not build.future.done():
+            if run_id != build.run_id and run_id not in self._noted_waiting:
+                self._noted_waiting.add(run_id)
+                self.store.add_status_note(
+                    run_id, f"Waiting for environment {image}, which run {build.run_id} builds"
+                )
+            return None
+        self._noted_waiting.discard(run_id)
+        error = build.future.exception()
+        if error is None:
+            if run_id != build.run_id:
+                self.store.add_status_note(run_id, f"Retrieving cached environment {image}")
+            return True
+        if run_id == build.run_id:
+            self._builds.pop(image, None)  # a later run may try again
+        message = str(error) if isinstance(error, BuildFailed) else repr(error)
+        self.store.add_status_note(run_id, f"Build failed: {message}")
+        self.store.set_status(run_id, Status.BUILD_FAILED, "Environment build failed")
+        self._cleanup(run_id, None)
+        return False
+
+    def _build(self, run_id: int, work) -> None:
+        """Run a build or pull in a worker thread, its output batched into the run's logs."""
+        pending: list[OutputLine] = []
+        last = time.monotonic()
+
+        def flush() -> None:
+            nonlocal last
+            if pending:
+                self.store.append_output(run_id, list(pending))
+                pending.clear()
+            last = time.monotonic()
+
+        def sink(line: str) -> None:
+            pending.append(OutputLine(_now(), "build", line))
+            if len(pending) >= 50 or time.monotonic() - last > 0.2:
+                flush()
+
+        try:
+            work(sink)
+        finally:
+            flush()
 
     def _follow(self, run: ActiveRun) -> None:
         handle = run.handle or {}
         cursor = self._ingest(run.id, handle, run.output_cursor)
+        if self._timed_out(run):
+            self.store.add_status_note(
+                run.id, f"Run timed out after {run.spec.timeout_minutes:g} minutes: stopping"
+            )
+            self.store.request_action(run.id, RunAction.STOP)
+            run = replace(run, requested_action=RunAction.STOP, requested_at=_now())
         self._carry_out_request(run, handle)
         state = self.backend.status(handle)
         if state.state in (ProcessState.STARTING, ProcessState.RUNNING):
@@ -222,7 +326,18 @@ class RunEngine(LoggingConfigurable):
                 "The run's process ended without an exit code (was the machine restarted?)"
                 + (f": {state.detail}" if state.detail else ""),
             )
+        elif state.detail:
+            self.store.add_status_note(run.id, f"The run ended: {state.detail}")
         self._finish(run, state.exit_code)
+
+    @staticmethod
+    def _timed_out(run: ActiveRun) -> bool:
+        limit = run.spec.timeout_minutes
+        return (
+            run.requested_action is None
+            and limit is not None
+            and _seconds_since(run.started_at) > limit * 60
+        )
 
     def _carry_out_request(self, run: ActiveRun, handle: dict) -> None:
         if run.requested_action == RunAction.KILL:
@@ -275,7 +390,7 @@ class RunEngine(LoggingConfigurable):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _ingest(self, run_id: int, handle: dict, cursor: int, drain: bool = False) -> int:
+    def _ingest(self, run_id: int, handle: dict, cursor: str, drain: bool = False) -> str:
         while True:
             lines, new_cursor = self.backend.read_output(handle, cursor)
             if new_cursor == cursor:
@@ -299,7 +414,11 @@ class RunEngine(LoggingConfigurable):
         self._terminated.discard(run_id)
 
     def _sweep_leftovers(self) -> None:
-        """Remove working folders of runs that ended while their cleanup was cut short."""
+        """Remove working folders (and containers) of runs that ended while their cleanup was
+        cut short."""
+        active = {r.id for r in self.store.active_runs()}
+        for run_id in self.backend.remove_orphans(active):
+            self.log.info("Spell engine: removed what run %s left behind", run_id)
         for entry in self.work_root.iterdir():
             run_id = entry.name.split(".", 1)[0]
             if run_id.isdigit():
@@ -329,10 +448,20 @@ class RunEngine(LoggingConfigurable):
         return self.work_root / f"{run_id}.manifest.json"
 
 
+@dataclass(frozen=True)
+class _Build:
+    future: Future
+    run_id: int  # the run whose logs show the build
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def _seconds_since(when: datetime | None) -> float:
     if when is None:
         return 0.0
-    return (datetime.now(timezone.utc) - when).total_seconds()
+    return (_now() - when).total_seconds()
 
 
 def _count(files: list) -> str:

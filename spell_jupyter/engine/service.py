@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from ..errors import InvalidInput
+from ..errors import Conflict, InvalidInput
 from ..fs.spellfs import SpellFS
 from ..models import (
     FileInfo,
@@ -18,16 +18,24 @@ from ..models import (
     check_label,
 )
 from ..store import RunStore
+from .environments import Frameworks
 from .lifecycle import RunEngine
-from .machine_types import MachineTypes
+from .machine_types import MachineTypes, gpu_usage
 
 
 class RunService:
     """Submission, queries and requests on runs; the engine carries the requests out."""
 
     def __init__(
-        self, *, store: RunStore, fs: SpellFS, machine_types: MachineTypes, engine: RunEngine
+        self,
+        *,
+        store: RunStore,
+        fs: SpellFS,
+        machine_types: MachineTypes,
+        engine: RunEngine,
+        frameworks: Frameworks | None = None,
     ):
+        self.frameworks = frameworks or Frameworks({})
         self.store = store
         self.fs = fs
         self.machine_types = machine_types
@@ -36,6 +44,13 @@ class RunService:
     def submit(self, spec: RunSpec) -> Run:
         machine_type = self.machine_types.canonical(spec.machine_type)
         spec = spec.model_copy(update={"machine_type": machine_type})
+        wants_environment = spec.has_packages or spec.docker_image or spec.framework != "default"
+        if not spec.docker_image:
+            self.frameworks.get(spec.framework)  # unknown ones are refused with the known list
+        self.engine.backend.check_submission(
+            gpus=self.machine_types.types[machine_type].gpus,
+            wants_environment=bool(wants_environment),
+        )
         run = self.store.create_run(spec, f"Run created -- waiting for a {machine_type} machine.")
         self.engine.wake()
         return run
@@ -104,6 +119,16 @@ class RunService:
             },
             "machine_types": self.machine_types.describe(held),
         }
+
+    def stats(self, run_id: int) -> dict:
+        """CPU, memory, network and block I/O of a running run (and its GPUs where present)."""
+        run = self.store.get_run(run_id)
+        if run.status != Status.RUNNING:
+            raise Conflict(f"run {run_id} is {run.status.value}: statistics exist while it runs")
+        handle = next((r.handle for r in self.store.active_runs() if r.id == run_id), None)
+        stats = self.engine.backend.stats(handle or {})
+        gpus = (run.allocation or {}).get("gpus") or []
+        return {"run_id": run_id, **stats, "gpus": gpu_usage(gpus) if gpus else []}
 
     def status_of(self, run_id: int) -> Status:
         return self.store.status_of(run_id)

@@ -3,16 +3,19 @@ leader lock of its data directory, the run engine."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Type, Unicode, default
+from traitlets import Bool, Dict, Enum, List, Unicode, default, import_item
 
 from .._version import __version__
 from ..backends.base import Backend
+from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
 from ..engine import RunEngine, RunService
+from ..engine.environments import DEFAULT_FRAMEWORKS, Frameworks
 from ..engine.machine_types import DEFAULT_MACHINE_TYPES, HostCapacity, MachineTypes
 from ..fs.spellfs import SpellFS
 from ..paths import spell_home
@@ -53,8 +56,38 @@ class SpellJupyter(ExtensionApp):
     def _default_fs_root(self) -> str:
         return str(Path(self.spell_home) / "fs")
 
-    backend_class = Type(
-        default_value=LocalBackend, klass=Backend, help="The backend that runs commands"
+    backend = Unicode(
+        help="What runs commands: 'auto' (Docker if it answers, else local processes), "
+        "'docker', 'local', or a Backend class as 'module.Class' (env SPELL_BACKEND; "
+        "default auto)"
+    ).tag(config=True)
+
+    @default("backend")
+    def _default_backend(self) -> str:
+        return os.environ.get("SPELL_BACKEND") or "auto"
+
+    frameworks = Dict(
+        default_value=DEFAULT_FRAMEWORKS,
+        help="--framework NAME -> {image, packages}: the base image, and the packages it "
+        "provides (left out of --deps-from-env). Entries here replace the shipped ones of the "
+        "same name; env SPELL_FRAMEWORKS (JSON) is applied last",
+    ).tag(config=True)
+
+    ca_certificates = List(
+        Unicode(),
+        help="PEM files installed into every built image, so pip and apt work behind a "
+        "TLS-intercepting proxy (default: the host's /usr/local/share/ca-certificates/*.crt)",
+    ).tag(config=True)
+
+    @default("ca_certificates")
+    def _default_ca_certificates(self) -> list[str]:
+        return sorted(str(p) for p in Path("/usr/local/share/ca-certificates").glob("**/*.crt"))
+
+    pip_installer = Enum(
+        ["auto", "uv", "pip"],
+        default_value="auto",
+        help="How builds install pip packages: uv when the base image has it (auto), or "
+        "always uv / pip",
     ).tag(config=True)
 
     machine_types = Dict(
@@ -81,9 +114,12 @@ class SpellJupyter(ExtensionApp):
             self.server_info.claim()  # exits if another `spell server` serves this home
         store = RunStore(connect_database(self.db_url))
         fs = SpellFS(self.fs_root)
-        backend = self.backend_class(parent=self, state_root=str(home / "local"))
+        backend_class = self._backend_class()
+        backend = backend_class(parent=self, state_root=str(home / backend_class.name))
+        self.log.info("Spell: runs use the %s backend", backend.name)
         host = HostCapacity.from_config(self.host_capacity)
         machine_types = MachineTypes(self.machine_types, host)
+        frameworks = Frameworks(self._framework_table())
         self.engine = RunEngine(
             parent=self,
             store=store,
@@ -91,9 +127,16 @@ class SpellJupyter(ExtensionApp):
             fs=fs,
             home=home,
             machine_types=machine_types,
+            frameworks=frameworks,
+            ca_files=[Path(p) for p in self.ca_certificates],
+            pip_installer=self.pip_installer,
         )
         self.service = RunService(
-            store=store, fs=fs, machine_types=machine_types, engine=self.engine
+            store=store,
+            fs=fs,
+            machine_types=machine_types,
+            engine=self.engine,
+            frameworks=frameworks,
         )
         self.settings.update(spell_service=self.service, spell_engine=self.engine)
         self.engine.start()
@@ -103,6 +146,23 @@ class SpellJupyter(ExtensionApp):
                 token=self.serverapp.identity_provider.token,
                 version=__version__,
             )
+
+    def _backend_class(self) -> type[Backend]:
+        choice = self.backend.strip()
+        if choice == "auto":
+            return DockerBackend if DockerBackend.answers() else LocalBackend
+        if choice in ("docker", "local"):
+            return DockerBackend if choice == "docker" else LocalBackend
+        backend_class = import_item(choice)
+        if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
+            raise ValueError(f"SpellJupyter.backend: {choice} is not a Backend class")
+        return backend_class
+
+    def _framework_table(self) -> dict:
+        table = {**DEFAULT_FRAMEWORKS, **self.frameworks}
+        if os.environ.get("SPELL_FRAMEWORKS"):
+            table.update(json.loads(os.environ["SPELL_FRAMEWORKS"]))
+        return table
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(route_table())

@@ -65,7 +65,7 @@ class RunRow(Base):
     backend: Mapped[str | None] = mapped_column(String(32), nullable=True)
     handle: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     allocation: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    output_cursor: Mapped[int] = mapped_column(Integer, default=0)
+    output_cursor: Mapped[str] = mapped_column(String(200), default="")
     next_log_offset: Mapped[int] = mapped_column(Integer, default=0)
 
 

@@ -43,7 +43,7 @@ class ActiveRun:
     requested_at: datetime | None
     backend: str | None
     handle: dict | None
-    output_cursor: int
+    output_cursor: str
     started_at: datetime | None
     allocation: dict | None
 
@@ -79,7 +79,7 @@ class RunStore:
                 description=spec.description,
                 machine_type=spec.machine_type,
                 archived=False,
-                output_cursor=0,
+                output_cursor="",
                 next_log_offset=0,
             )
             session.add(row)
@@ -243,8 +243,11 @@ class RunStore:
             row = self._row(session, run_id)
             self._append_log(session, row, text, status_event=True, timestamp=utcnow())
 
-    def append_output(self, run_id: int, lines: Iterable[OutputLine], cursor: int) -> int:
-        """Store captured output and the backend cursor after it, atomically. Returns a count."""
+    def append_output(
+        self, run_id: int, lines: Iterable[OutputLine], cursor: str | None = None
+    ) -> int:
+        """Store captured output and the backend cursor after it (when given), atomically.
+        Returns a count."""
         count = 0
         with self._writing() as session:
             row = self._row(session, run_id)
@@ -258,7 +261,8 @@ class RunStore:
                     stream=line.stream,
                 )
                 count += 1
-            row.output_cursor = cursor
+            if cursor is not None:
+                row.output_cursor = cursor
         return count
 
     # -- logs ----------------------------------------------------------------------------------
