@@ -229,3 +229,9 @@ def test_openapi_spec_and_routes_match():
             ops = SPEC["paths"][template]
             declared = json.dumps(ops)
             assert name in declared or "RunId" in declared or "SpellPath" in declared
+
+
+def test_openapi_run_spec_lists_every_field_of_the_model():
+    from spell_jupyter.models import RunSpec
+
+    assert set(SPEC["components"]["schemas"]["RunSpec"]["properties"]) == set(RunSpec.model_fields)

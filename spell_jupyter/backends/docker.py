@@ -158,7 +158,6 @@ class DockerBackend(Backend):
                 rm=True,
                 forcerm=True,
                 decode=True,
-                labels={LABEL_HOME: self.home_key},
             )
             for event in events:
                 if "error" in event:

@@ -69,8 +69,52 @@ def print_logs(run, follow: bool, tail: int | None = None) -> int:
 @click.option(
     "-t", "--machine-type", default="CPU", show_default=True, help="Machine type to run on."
 )
+@click.option("--framework", default=None, help="Base image by name (default, pytorch, ...).")
+@click.option("--apt", "apt", multiple=True, metavar="PKG", help="A Debian package (repeatable).")
+@click.option(
+    "--pip", "pip", multiple=True, metavar="SPEC", help="A pip package, e.g. six==1.16 (repeatable)."
+)
+@click.option(
+    "--pip-req", type=click.Path(dir_okay=False), help="A requirements file to pip install."
+)
+@click.option(
+    "--conda-file", type=click.Path(dir_okay=False), help="A conda environment file to install."
+)
+@click.option(
+    "--deps-from-env",
+    is_flag=True,
+    help="Also install this virtualenv's (or conda env's) top-level packages.",
+)
+@click.option(
+    "--docker-image",
+    "--from",
+    "docker_image",
+    metavar="IMAGE",
+    help="Run in this image as it is (no other environment flag).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="MIN",
+    help="Stop the run (outputs saved) after MIN minutes.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(background, envvars, description, labels, machine_type, command):
+def run(
+    background,
+    envvars,
+    description,
+    labels,
+    machine_type,
+    framework,
+    apt,
+    pip,
+    pip_req,
+    conda_file,
+    deps_from_env,
+    docker_image,
+    timeout,
+    command,
+):
     """Run COMMAND in a new run and follow its logs.
 
     Quote the command to keep shell syntax for the run: spell run "echo hi > out.txt"
@@ -86,6 +130,14 @@ def run(background, envvars, description, labels, machine_type, command):
         labels=list(labels),
         description=description,
         machine_type=machine_type,
+        framework=framework,
+        docker_image=docker_image,
+        apt_packages=list(apt),
+        pip_packages=list(pip),
+        requirements_file=pip_req,
+        conda_file=conda_file,
+        deps_from_env=deps_from_env,
+        timeout=timeout,
     )
     click.echo(f"💫 Casting spell #{new.id}…")
     if background:
@@ -196,6 +248,45 @@ def label(remove, run_id, label):
     else:
         the_run.add_label(label)
         click.echo(f"✨ Labeled run {run_id} {label!r}")
+
+
+@cli.command()
+@click.option("-f", "--follow", "follow_", is_flag=True, help="Print a sample every second.")
+@click.argument("run_id", type=int)
+def stats(follow_, run_id):
+    """Print CPU, memory, network and block I/O of running run RUN_ID (and its GPUs' use)."""
+    from ..humanize import human_size
+
+    the_run = client().runs.get(run_id)
+    header = ["CPU %", "MEMORY", "LIMIT", "NET RX/TX", "BLOCK R/W", "GPUS"]
+    first = True
+    while True:
+        try:
+            sample = the_run.stats()
+        except Exception as exc:
+            from ..client.errors import APIError
+
+            if follow_ and not first and isinstance(exc, APIError) and exc.status_code == 409:
+                return  # the run ended while we watched
+            raise
+        gpus = "; ".join(
+            f"{g['index']}: {g['utilization_percent']}% {g['memory_used_mib']:g}/"
+            f"{g['memory_total_mib']:g} MiB"
+            for g in sample["gpus"]
+        )
+        row = [
+            f"{sample['cpu_percent']:.1f}",
+            human_size(sample["memory_bytes"]),
+            human_size(sample["memory_limit_bytes"]),
+            f"{human_size(sample['network_rx_bytes'])} / {human_size(sample['network_tx_bytes'])}",
+            f"{human_size(sample['block_read_bytes'])} / {human_size(sample['block_write_bytes'])}",
+            gpus or "-",
+        ]
+        lines = table(header, [row]).splitlines()
+        click.echo("\n".join(lines if first else lines[1:]))
+        first = False
+        if not follow_:
+            return
 
 
 @cli.command("machine-types")

@@ -30,3 +30,7 @@ class WaitError(SpellClientError):
 
 class UnsupportedArgument(SpellClientError, TypeError):
     """A Spell keyword this version does not implement yet (never silently ignored)."""
+
+
+class InvalidArgument(SpellClientError, ValueError):
+    """An argument the client refuses before asking the server (e.g. a missing file)."""

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..status import FINAL_STATUSES, Status
+from .environment import read_text_file, top_level_packages
 from .errors import UnsupportedArgument, WaitError
 from .transport import STREAM_TIMEOUT, quote_segment
 
@@ -16,21 +17,14 @@ if TYPE_CHECKING:
 
 # Spell keywords that later versions implement; passing one now is an error that names it.
 NOT_YET_SUPPORTED = (
-    "apt_packages",
     "attached_resources",
     "commit_hash",
     "commit_ref",
-    "conda_file",
-    "docker_image",
-    "framework",
     "github_ref",
     "github_url",
     "idempotent",
-    "pip_packages",
     "provider",
-    "requirements_file",
     "stop_conditions",
-    "timeout",
     "workspace_id",
 )
 
@@ -146,6 +140,10 @@ class Run:
     def archive(self) -> None:
         self._update(self._http.json("POST", f"runs/{self.id}/archive"))
 
+    def stats(self) -> dict:
+        """One sample of the running run's CPU %, memory, network and block I/O (and GPUs)."""
+        return self._http.json("GET", f"runs/{self.id}/stats")
+
     def cp(self, source_path: str = "", destination_directory: str | None = None) -> list[str]:
         """Copy `runs/<id>/<source_path>` into `destination_directory` (default: cwd)."""
         path = f"runs/{self.id}/{source_path.strip('/')}".rstrip("/")
@@ -191,9 +189,22 @@ class RunsService:
         description: str | None = None,
         machine_type: str = "CPU",
         cwd: str | None = None,
+        framework: str | None = None,
+        docker_image: str | None = None,
+        apt_packages: list[str] | None = None,
+        pip_packages: list[str] | None = None,
+        requirements_file: str | None = None,
+        conda_file: str | None = None,
+        deps_from_env: bool = False,
+        timeout: float | None = None,
         **unsupported,
     ) -> Run:
-        """Create a run of `command` (run by /bin/sh -c) and return it at once."""
+        """Create a run of `command` (run by /bin/sh -c) and return it at once.
+
+        The environment is `framework`'s image plus `apt_packages`, `pip_packages`, a
+        `requirements_file`, a `conda_file` and (with `deps_from_env`) this Python
+        environment's top-level packages; or `docker_image` alone. `timeout` is in minutes.
+        """
         for name in unsupported:
             if name in NOT_YET_SUPPORTED:
                 raise UnsupportedArgument(
@@ -207,7 +218,18 @@ class RunsService:
             "description": description or "",
             "machine_type": machine_type,
             "cwd": cwd or "",
+            "framework": framework or "default",
+            "docker_image": docker_image,
+            "apt_packages": list(apt_packages or []),
+            "pip_packages": list(pip_packages or []),
+            "timeout_minutes": timeout,
         }
+        if requirements_file is not None:
+            body["requirements"] = read_text_file(requirements_file, "requirements file")
+        if conda_file is not None:
+            body["conda_env"] = read_text_file(conda_file, "conda file")
+        if deps_from_env:
+            body["pip_from_env"] = top_level_packages()
         return Run(self._client, self._client.transport.json("POST", "runs", json=body))
 
     def get(self, id: int) -> Run:

@@ -229,6 +229,13 @@ class WaitHandler(SpellHandler):
         self.send(self.service.get(rid))
 
 
+class StatsHandler(SpellHandler):
+    @api
+    async def get(self, run_id: str):
+        # Docker's stats API samples for about a second: keep it off the event loop.
+        self.finish(await asyncio.to_thread(self.service.stats, int(run_id)))
+
+
 class MachineTypesHandler(SpellHandler):
     @api
     def get(self):
@@ -307,6 +314,7 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/runs/{run_id}/labels/{label}", LabelHandler),
     ("/runs/{run_id}/logs", LogsHandler),
     ("/runs/{run_id}/wait", WaitHandler),
+    ("/runs/{run_id}/stats", StatsHandler),
     ("/machine-types", MachineTypesHandler),
     ("/resources", ResourcesHandler),
     ("/resources/{path}", ResourcesHandler),
