@@ -98,6 +98,55 @@ def serve(tmp_path):
         h.spell("server", "stop")
 
 
+BASE_IMAGE = os.environ.get("SPELL_TEST_BASE_IMAGE", "spell/base:bookworm-py311")
+_docker_problem: list[str] = []
+
+
+def docker_problem() -> str:
+    """Why the Docker tests cannot run here ('' when they can): no engine, or no base image."""
+    if not _docker_problem:
+        try:
+            import docker
+
+            engine = docker.from_env(timeout=5)
+            engine.ping()
+            engine.images.get(BASE_IMAGE)
+            _docker_problem.append("")
+        except Exception as exc:
+            _docker_problem.append(
+                f"Docker tests need a Docker Engine and the base image {BASE_IMAGE} "
+                f"(`spell images build-base`): {type(exc).__name__}: {exc}"
+            )
+    return _docker_problem[0]
+
+
+def require_docker() -> None:
+    """Skip without Docker, unless SPELL_REQUIRE_DOCKER=1 (CI), where that is a failure."""
+    problem = docker_problem()
+    if problem:
+        if os.environ.get("SPELL_REQUIRE_DOCKER") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def docker_env() -> dict[str, str]:
+    """Environment of a server whose runs are containers of the test base image."""
+    require_docker()
+    return {"SPELL_BACKEND": "docker", "SPELL_FRAMEWORKS": json.dumps({"default": BASE_IMAGE})}
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def any_backend(request, serve) -> SpellHome:
+    """A running server on each backend in turn."""
+    return serve(**(docker_env() if request.param == "docker" else {}))
+
+
+@pytest.fixture
+def docker_served(serve) -> SpellHome:
+    """A running server whose runs are Docker containers."""
+    return serve(**docker_env())
+
+
 @pytest.fixture
 def jp_server_config(tmp_path):
     """An in-process Jupyter server with the Spell extension on a fresh data directory."""

@@ -56,8 +56,8 @@ def test_wait_status_raises_when_the_run_ends_otherwise(served):
 
 def test_unsupported_keywords_are_errors_that_name_them(served):
     client = served.client()
-    with pytest.raises(UnsupportedArgument, match="pip_packages"):
-        client.runs.new(command="true", pip_packages=["six"])
+    with pytest.raises(UnsupportedArgument, match="attached_resources"):
+        client.runs.new(command="true", attached_resources={"runs/1": "data"})
     with pytest.raises(UnsupportedArgument, match="colour"):
         client.runs.new(command="true", colour="red")
     assert client.runs.list() == []

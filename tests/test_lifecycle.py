@@ -8,20 +8,11 @@ import sys
 import textwrap
 from datetime import datetime, timezone
 
-
-def wait_for_line(run, text: str) -> None:
-    """Follow the run's logs until a user line equals `text` (an event, not a sleep)."""
-    for entry in run.logs(follow=True):
-        if not entry.status_event and entry.text == text:
-            return
-    raise AssertionError(f"run {run.id} ended without printing {text!r}")
+from helpers import user_lines, wait_for_line
 
 
-def user_lines(run) -> list[str]:
-    return [e.text for e in run.logs() if not e.status_event]
-
-
-def test_stop_saves_outputs_and_kill_saves_nothing(served):
+def test_stop_saves_outputs_and_kill_saves_nothing(any_backend):
+    served = any_backend
     client = served.client()
     trap = (
         "trap 'echo caught >> stopped.txt; exit 0' TERM; echo partial > work.txt; "
@@ -84,7 +75,8 @@ def test_stop_of_a_queued_run_never_starts_it(serve):
     assert user_lines(queued) == []
 
 
-def test_runs_survive_kill_9_of_their_server(served):
+def test_runs_survive_kill_9_of_their_server(any_backend):
+    served = any_backend
     client = served.client()
     script = (
         "echo start; for i in $(seq 1 25); do echo line $i; sleep 0.1; done; "

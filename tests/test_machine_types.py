@@ -3,9 +3,8 @@ scheduler through real server processes on a host declared in Jupyter configurat
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from helpers import configured_server, wait_for_line, wait_for_note
 
 from spell_jupyter.engine.machine_types import (
     DEFAULT_MACHINE_TYPES,
@@ -58,30 +57,6 @@ def test_memory_sizes():
     assert parse_memory("16GiB") == 16384 and parse_memory("512M") == 512 and parse_memory(64) == 64
     with pytest.raises(ValueError, match="16GiB"):
         parse_memory("lots")
-
-
-def configured_server(serve, tmp_path, **spell_config):
-    """A running server whose SpellJupyter config comes from a Jupyter config file."""
-    config_dir = tmp_path / "jupyter-config"
-    config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(
-        json.dumps({"SpellJupyter": spell_config})
-    )
-    return serve(JUPYTER_CONFIG_DIR=str(config_dir), SPELL_CONCURRENCY_LIMIT="8")
-
-
-def wait_for_note(run, text: str) -> None:
-    for entry in run.logs(follow=True):
-        if entry.status_event and text in entry.text:
-            return
-    raise AssertionError(f"run {run.id} never logged {text!r}")
-
-
-def wait_for_line(run, prefix: str) -> str:
-    for entry in run.logs(follow=True):
-        if not entry.status_event and entry.text.startswith(prefix):
-            return entry.text
-    raise AssertionError(f"run {run.id} never printed {prefix!r}")
 
 
 def test_a_run_waits_until_the_host_has_room(serve, tmp_path):

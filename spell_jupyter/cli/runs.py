@@ -72,7 +72,7 @@ def print_logs(run, follow: bool, tail: int | None = None) -> int:
 @click.option("--framework", default=None, help="Base image by name (default, pytorch, ...).")
 @click.option("--apt", "apt", multiple=True, metavar="PKG", help="A Debian package (repeatable).")
 @click.option(
-    "--pip", "pip", multiple=True, metavar="SPEC", help="A pip package, e.g. six==1.16 (repeatable)."
+    "--pip", "pip", multiple=True, metavar="SPEC", help="A pip package, e.g. six==1.16 (repeats)."
 )
 @click.option(
     "--pip-req", type=click.Path(dir_okay=False), help="A requirements file to pip install."

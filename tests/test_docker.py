@@ -1,0 +1,193 @@
+"""Runs in Docker containers against a real dockerd and the locally built base image:
+environments built once and reused, limits, OOM, timeouts, stats, and the bad inputs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from conftest import BASE_IMAGE, docker_env
+from helpers import configured_server, notes, user_lines, wait_for_line
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def engine():
+    import docker
+
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+def containers_of(engine, home) -> list:
+    from spell_jupyter.backends.docker import LABEL_HOME, DockerBackend
+
+    key = DockerBackend(state_root=str(home.path / "docker")).home_key
+    return engine.containers.list(all=True, filters={"label": f"{LABEL_HOME}={key}"})
+
+
+def test_pip_and_apt_environment_is_built_once_and_reused(docker_served, engine):
+    home = docker_served
+    # A version floor no other test run uses (six is far past it): a spec never built before.
+    six = f"six>=0.0.{uuid.uuid4().int % 10**9}"
+    command = "python3 -c 'import six' && jq --version"
+    first = home.spell("run", "--pip", six, "--apt", "jq", command)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Building environment spell-env:" in first.stdout
+    assert "Successfully tagged spell-env:" in first.stdout  # the build's own output
+    assert "jq-1." in first.stdout and "Run 1 complete" in first.stdout
+
+    again = home.spell("run", "--pip", six, "--apt", "jq", command)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "Retrieving cached environment spell-env:" in again.stdout
+    assert "Step 1/" not in again.stdout and "Building environment" not in again.stdout
+    client = home.client()
+    images = {
+        next(n for n in notes(client.runs.get(i)) if "spell-env:" in n).split()[-1] for i in (1, 2)
+    }
+    assert len(images) == 1
+
+    changed = home.spell("run", "--pip", six, "--apt", "jq", "--apt", "tree", "tree --version")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "Building environment spell-env:" in changed.stdout
+    assert images.pop() not in changed.stdout
+    assert containers_of(engine, home) == []  # each container went with its run
+
+
+def test_a_failed_build_ends_build_failed_and_leaves_no_containers(docker_served, engine):
+    before = {c.id for c in engine.containers.list(all=True)}
+    result = docker_served.spell("run", "--pip", "spell-no-such-package-xyz==0.0.1", "true")
+    assert result.returncode == 1
+    run = docker_served.client().runs.get(1)
+    assert run.status == "build_failed"
+    assert "No matching distribution found for spell-no-such-package-xyz" in "\n".join(
+        user_lines(run)
+    )
+    assert any(n.startswith("Build failed:") for n in notes(run))
+    assert {c.id for c in engine.containers.list(all=True)} == before
+
+
+def test_container_gets_its_machine_type_limits_and_workdir(serve, tmp_path):
+    home = configured_server(
+        serve,
+        tmp_path,
+        env=docker_env(),
+        machine_types={"small": {"cpus": 0.5, "memory": "96MiB"}},
+    )
+    script = (
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us "
+        "/sys/fs/cgroup/cpu/cpu.cfs_period_us; pwd; echo saved > here.txt; "
+        "echo unbuffered=$PYTHONUNBUFFERED run=$SPELL_RUN_ID"
+    )
+    result = home.spell("run", "-t", "small", script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    client = home.client()
+    limit, quota, period, cwd, env = user_lines(client.runs.get(1))
+    assert int(limit) == 96 << 20 and int(quota) / int(period) == 0.5
+    assert cwd == "/spell" and env == "unbuffered=1 run=1"
+    assert [e["name"] for e in client.resources.ls("runs/1")] == ["here.txt"]
+
+
+def test_a_run_over_its_memory_limit_fails_out_of_memory(serve, tmp_path):
+    home = configured_server(
+        serve, tmp_path, env=docker_env(), machine_types={"tiny": {"cpus": 1, "memory": "64MiB"}}
+    )
+    result = home.spell("run", "-t", "tiny", "python3 -c 'x = bytearray(512 << 20)'")
+    assert result.returncode != 0
+    run = home.client().runs.get(1)
+    assert run.status == "failed" and run.user_exit_code == 137
+    assert any("out of memory" in n for n in notes(run))
+    assert "out of memory" in result.stdout
+
+
+def test_timeout_stops_the_run_and_saves_its_outputs(docker_served):
+    script = "trap 'echo caught > stopped.txt; exit 0' TERM; while true; do sleep 0.05; done"
+    result = docker_served.spell("run", "--timeout", "0.03", script)  # 1.8 seconds
+    run = docker_served.client().runs.get(1)
+    assert run.status == "stopped", result.stdout
+    assert any("Run timed out after 0.03 minutes" in n for n in notes(run))
+    assert [e["name"] for e in docker_served.client().resources.ls("runs/1")] == ["stopped.txt"]
+
+
+def test_stats_of_a_running_container(docker_served, tmp_path):
+    client = docker_served.client()
+    run = client.runs.new(command="echo up; while true; do :; done")
+    wait_for_line(run, "up")
+    sample = run.stats()
+    assert sample["run_id"] == run.id and sample["memory_limit_bytes"] == 2 << 30
+    assert sample["cpu_percent"] > 0 and sample["gpus"] == []
+    printed = docker_served.spell("stats", str(run.id))
+    assert printed.returncode == 0 and "CPU %" in printed.stdout
+    run.kill()
+    run.wait_status("killed")
+    refused = docker_served.spell("stats", str(run.id))
+    assert refused.returncode == 1 and "statistics exist while it runs" in refused.stderr
+
+
+def test_a_custom_image_runs_as_it_is(docker_served):
+    result = docker_served.spell("run", "--from", BASE_IMAGE, "cat /etc/debian_version")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"image {BASE_IMAGE})" in result.stdout
+    assert "Building environment" not in result.stdout
+
+
+def test_conda_file_on_an_image_without_conda_fails_the_build_saying_so(docker_served, tmp_path):
+    env_file = tmp_path / "environment.yml"
+    env_file.write_text("name: base\ndependencies:\n  - python=3.11\n")
+    result = docker_served.spell("run", "--conda-file", str(env_file), "true")
+    run = docker_served.client().runs.get(1)
+    assert run.status == "build_failed", result.stdout
+    assert "needs conda, mamba or micromamba in the image" in result.stdout
+
+
+def test_bad_environments_are_refused_before_anything_is_built(docker_served, tmp_path):
+    home = docker_served
+    cases = [
+        (["--docker-image", BASE_IMAGE, "--pip", "six"], "cannot be combined with --pip"),
+        (["--framework", "jax"], "unknown framework 'jax'; known frameworks: default, pytorch"),
+        (["-t", "K80"], "known machine types are"),
+        (["--pip-req", str(tmp_path / "missing.txt")], "does not exist"),
+        (["--conda-file", str(tmp_path / "nope.yml")], "does not exist"),
+        (["--pip", "six; rm -rf /"], "invalid pip package 'six; rm -rf /'"),
+        (["--pip", "$(id)"], "invalid pip package '$(id)'"),
+        (["--pip", "six\nos"], "invalid pip package"),
+        (["--apt", "jq && curl evil"], "invalid apt package"),
+        (["--docker-image", "Bad Image!"], "invalid Docker image"),
+    ]
+    for flags, message in cases:
+        result = home.spell("run", *flags, "true")
+        assert result.returncode == 1, flags
+        assert message in result.stderr, (flags, result.stderr)
+    assert home.client().runs.list() == []
+
+
+def test_gpu_type_without_the_nvidia_runtime_is_refused_at_submit(serve, tmp_path):
+    home = configured_server(
+        serve,
+        tmp_path,
+        env=docker_env(),
+        host_capacity={"cpus": 8, "memory": "32GiB", "gpus": [{"index": 0, "model": "Tesla T4"}]},
+    )
+    import docker
+
+    if "nvidia" in (docker.from_env().info().get("Runtimes") or {}):
+        pytest.skip("this Docker Engine has the NVIDIA runtime")
+    result = home.spell("run", "-t", "T4", "nvidia-smi")
+    assert result.returncode == 1
+    assert "the Docker Engine has no NVIDIA runtime" in result.stderr
+    assert home.client().runs.list() == []
+
+
+def test_forced_docker_that_does_not_answer_says_how_to_start_it(serve, tmp_path):
+    home = serve(
+        SPELL_BACKEND="docker",
+        DOCKER_HOST=f"unix://{tmp_path}/no-docker.sock",
+        SPELL_FRAMEWORKS=json.dumps({"default": BASE_IMAGE}),
+    )
+    result = home.spell("run", "true")
+    assert result.returncode == 1
+    assert "Docker is not answering" in result.stderr and "dockerd" in result.stderr
+    assert home.client().runs.list() == []
