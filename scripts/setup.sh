@@ -22,4 +22,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+
+# Where a Docker Engine answers, runs are containers: make sure a base image exists that needs
+# no registry (built from Debian packages), and make it the default framework.
+if .venv/bin/python -c 'from spell_jupyter.backends.docker import DockerBackend as D; exit(not D.answers())'; then
+  if ! command -v mmdebstrap >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap zstd >/dev/null
+  fi
+  if ! .venv/bin/spell images build-base --set-default \
+      --rootfs-cache "${SPELL_ROOTFS_CACHE:-$HOME/.cache/spell-jupyter/rootfs-bookworm.tar.zst}"; then
+    echo "Could not build the base image: Docker runs will start from the upstream" \
+      "python:3.11-slim-bookworm (needs Docker Hub). Without a registry, run as root:" \
+      ".venv/bin/spell images build-base --set-default" >&2
+  fi
+fi
 echo "spell-jupyter is set up: .venv/bin/spell"
