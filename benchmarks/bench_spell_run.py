@@ -1,4 +1,5 @@
-"""Spine benchmarks: a warm `spell run` against plain `sh -c`, submit latency, queue throughput.
+"""Spine benchmarks (local backend): a warm `spell run` against `sh -c`, submit latency, queue
+throughput.
 
     .venv/bin/python benchmarks/bench_spell_run.py [--repeat 20] [--queued 200]
 
@@ -35,6 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPELL_")}
         env["SPELL_HOME"] = tmp
+        env["SPELL_BACKEND"] = "local"  # the spine alone; bench_docker.py measures containers
         subprocess.run([str(SPELL), "server"], env=env, check=True, stdout=subprocess.DEVNULL)
         try:
             timed([str(SPELL), "run", "echo hello"], env)  # warm-up

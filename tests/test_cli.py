@@ -7,7 +7,7 @@ import sys
 
 from conftest import SPELL_ARGV
 
-HEAVY = ("sqlalchemy", "tornado", "jupyter_server", "pydantic", "alembic")
+HEAVY = ("sqlalchemy", "tornado", "jupyter_server", "pydantic", "alembic", "docker", "requests")
 
 
 def imported_modules(home, *args: str) -> set[str]:

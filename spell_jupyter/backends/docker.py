@@ -177,54 +177,56 @@ class DockerBackend(Backend):
 
     def start(self, request: LaunchRequest) -> dict:
         import docker.errors
-        from docker.types import DeviceRequest
 
         name = f"spell-{self.home_key}-{request.run_id}"
         try:
-            container = self.client.containers.get(name)  # the engine is resuming a launch
-        except docker.errors.NotFound:
-            kwargs: dict = {}
-            if request.gpu_indices:
-                kwargs["device_requests"] = [
-                    DeviceRequest(
-                        driver="nvidia",
-                        device_ids=[str(i) for i in request.gpu_indices],
-                        capabilities=[["gpu"]],
-                    )
-                ]
-            if request.memory_mib:
-                kwargs["mem_limit"] = f"{request.memory_mib}m"
-                kwargs["memswap_limit"] = f"{request.memory_mib}m"  # no swap: over is OOM
-            if request.cpus:
-                kwargs["nano_cpus"] = int(request.cpus * 1e9)
-            if os.getuid() != 0:
+            container_id = self.client.api.create_container(
+                request.image,
+                ["/bin/sh", "-c", request.command],
+                name=name,
+                working_dir=f"{WORKDIR}/{request.cwd}".rstrip("/"),
+                environment=self._environment(request),
+                labels={LABEL_RUN: str(request.run_id), LABEL_HOME: self.home_key},
                 # Files the run writes must stay the engine's to move and delete.
-                kwargs["user"] = f"{os.getuid()}:{os.getgid()}"
-            try:
-                container = self.client.containers.create(
-                    request.image,
-                    ["/bin/sh", "-c", request.command],
-                    name=name,
-                    working_dir=f"{WORKDIR}/{request.cwd}".rstrip("/"),
-                    volumes={str(request.workdir): {"bind": WORKDIR, "mode": "rw"}},
-                    environment=self._environment(request),
-                    labels={LABEL_RUN: str(request.run_id), LABEL_HOME: self.home_key},
-                    init=True,
-                    detach=True,
-                    **kwargs,
-                )
-            except docker.errors.APIError as exc:
+                user=f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else None,
+                host_config=self._host_config(request),
+            )["Id"]
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: it exists, the engine is resuming a launch
                 self._remove(name)  # the SDK can leave a Created container behind
                 raise RuntimeError(
                     f"Docker could not create the container: {_short(exc)}"
                 ) from None
-        if container.status == "created":
-            try:
-                container.start()
-            except docker.errors.APIError as exc:
-                self._remove(name)
-                raise RuntimeError(f"Docker could not start the container: {_short(exc)}") from None
-        return {"container": container.id, "name": name, "image": request.image}
+            container_id = name
+        try:
+            self.client.api.start(container_id)  # starting a running container is a no-op
+        except docker.errors.APIError as exc:
+            self._remove(name)
+            raise RuntimeError(f"Docker could not start the container: {_short(exc)}") from None
+        if container_id == name:
+            container_id = self.client.api.inspect_container(name)["Id"]
+        return {"container": container_id, "name": name, "image": request.image}
+
+    def _host_config(self, request: LaunchRequest) -> dict:
+        from docker.types import DeviceRequest
+
+        limits: dict = {}
+        if request.gpu_indices:
+            limits["device_requests"] = [
+                DeviceRequest(
+                    driver="nvidia",
+                    device_ids=[str(i) for i in request.gpu_indices],
+                    capabilities=[["gpu"]],
+                )
+            ]
+        if request.memory_mib:
+            limits["mem_limit"] = f"{request.memory_mib}m"
+            limits["memswap_limit"] = f"{request.memory_mib}m"  # no swap: over the limit is OOM
+        if request.cpus:
+            limits["nano_cpus"] = int(request.cpus * 1e9)
+        return self.client.api.create_host_config(
+            binds={str(request.workdir): {"bind": WORKDIR, "mode": "rw"}}, init=True, **limits
+        )
 
     def status(self, handle: dict) -> ProcessStatus:
         import docker.errors

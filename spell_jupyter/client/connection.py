@@ -42,17 +42,17 @@ def environment_server_info() -> ServerInfo | None:
 
 
 def answers(info: ServerInfo, timeout: float = 2.0) -> bool:
-    import requests
+    from .errors import SpellClientError
+    from .transport import Transport
 
+    transport = Transport(info.url, info.token, timeout=timeout)
     try:
-        response = requests.get(
-            info.url.rstrip("/") + "/spell/api/v1/",
-            headers={"Authorization": f"token {info.token}"},
-            timeout=timeout,
-        )
-    except requests.RequestException:
+        transport.request("GET", "")
+        return True
+    except (SpellClientError, ValueError):
         return False
-    return response.status_code == 200
+    finally:
+        transport.close()
 
 
 def running_server(home: Path) -> ServerInfo | None:
