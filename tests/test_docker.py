@@ -191,3 +191,12 @@ def test_forced_docker_that_does_not_answer_says_how_to_start_it(serve, tmp_path
     assert result.returncode == 1
     assert "Docker is not answering" in result.stderr and "dockerd" in result.stderr
     assert home.client().runs.list() == []
+
+
+def test_an_image_that_cannot_be_pulled_ends_build_failed_with_a_hint(docker_served):
+    result = docker_served.spell("run", "--from", "registry.invalid/spell/none:1", "true")
+    assert result.returncode == 1
+    run = docker_served.client().runs.get(1)
+    assert run.status == "build_failed"
+    assert "could not pull registry.invalid/spell/none:1" in result.stdout
+    assert "spell images build-base --set-default" in result.stdout

@@ -33,6 +33,11 @@ TAIL = 5000  # log entries read per call when the cursor is near the end of the 
 WINDOW_NS = 2_000_000_000  # entries this close to the newest are re-read to keep the cursor exact
 TIMESTAMP = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z ")
 HIDDEN_ENV_PREFIXES = ("SPELL_", "JPY_", "JUPYTER_TOKEN")
+NO_REGISTRY = re.compile(r"registry|no such host|pull access denied|manifest unknown|i/o timeout")
+NO_REGISTRY_HINT = (
+    " -- the image could not be fetched. On a machine without a registry, build a base image "
+    "from Debian packages with `spell images build-base --set-default` and restart the server"
+)
 
 
 class DockerBackend(Backend):
@@ -129,13 +134,13 @@ class DockerBackend(Backend):
         try:
             for event in self.client.api.pull(image, stream=True, decode=True):
                 if "error" in event:
-                    raise BuildFailed(f"could not pull {image}: {event['error']}")
+                    raise BuildFailed(_with_hint(f"could not pull {image}: {event['error']}"))
                 if event.get("status") and not event.get("progressDetail"):
                     on_line(" ".join(filter(None, [event.get("id"), event["status"]])))
         except BuildFailed:
             raise
         except Exception as exc:
-            raise BuildFailed(f"could not pull {image}: {_short(exc)}") from None
+            raise BuildFailed(_with_hint(f"could not pull {image}: {_short(exc)}")) from None
 
     def build_image(
         self, dockerfile: str, files: dict[str, bytes], tag: str, on_line: Callable[[str], None]
@@ -161,7 +166,7 @@ class DockerBackend(Backend):
             )
             for event in events:
                 if "error" in event:
-                    raise BuildFailed(event["error"].strip())
+                    raise BuildFailed(_with_hint(event["error"].strip()))
                 text = partial + event.get("stream", "")
                 *lines, partial = text.split("\n")
                 for line in lines:
@@ -400,6 +405,10 @@ def _parse_log(data: bytes) -> list[tuple[int, str]]:
             (seconds * 1_000_000_000 + nanos, raw[match.end() :].decode("utf-8", "replace"))
         )
     return records
+
+
+def _with_hint(message: str) -> str:
+    return message + NO_REGISTRY_HINT if NO_REGISTRY.search(message) else message
 
 
 def _short(exc: Exception) -> str:
