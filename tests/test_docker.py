@@ -200,3 +200,22 @@ def test_an_image_that_cannot_be_pulled_ends_build_failed_with_a_hint(docker_ser
     assert run.status == "build_failed"
     assert "could not pull registry.invalid/spell/none:1" in result.stdout
     assert "spell images build-base --set-default" in result.stdout
+
+
+def test_gpu_runs_ask_docker_for_exactly_their_gpus(tmp_path):
+    from spell_jupyter.backends.base import LaunchRequest
+    from spell_jupyter.backends.docker import DockerBackend
+
+    backend = DockerBackend(state_root=str(tmp_path))
+    request = LaunchRequest(
+        run_id=7, command="nvidia-smi", workdir=tmp_path, gpu_indices=(1, 3), cpus=4, memory_mib=512
+    )
+    host = backend._host_config(request)
+    (device,) = host["DeviceRequests"]
+    assert device["Driver"] == "nvidia" and device["DeviceIDs"] == ["1", "3"]
+    assert device["Capabilities"] == [["gpu"]]
+    assert host["NanoCpus"] == 4_000_000_000 and host["Memory"] == 512 << 20
+    assert backend._environment(request)["NVIDIA_VISIBLE_DEVICES"] == "1,3"
+    cpu_only = LaunchRequest(run_id=8, command="true", workdir=tmp_path)
+    assert "DeviceRequests" not in backend._host_config(cpu_only)
+    assert backend._environment(cpu_only)["NVIDIA_VISIBLE_DEVICES"] == "void"

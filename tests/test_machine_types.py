@@ -122,3 +122,30 @@ def test_gpu_type_on_a_host_without_gpus_is_refused_at_submit(served):
         client.runs.new(command="nvidia-smi", machine_type="T4")
     assert info.value.status_code == 400
     assert client.runs.list() == []
+
+
+def test_gpu_usage_reads_nvidia_smi_for_the_runs_gpus_only(tmp_path, monkeypatch):
+    from spell_jupyter.engine.machine_types import gpu_usage
+
+    fake = tmp_path / "nvidia-smi"  # stands in for the driver's tool: no GPU on CI
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --query-gpu=index,utilization.gpu,memory.used,memory.total*)\n'
+        "  printf '0, 97, 1000, 15360\\n1, 3, 10, 15360\\n2, [N/A], 0, 15360\\n';; esac\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    assert gpu_usage([0, 2]) == [
+        {
+            "index": 0,
+            "utilization_percent": 97.0,
+            "memory_used_mib": 1000.0,
+            "memory_total_mib": 15360.0,
+        },
+        {
+            "index": 2,
+            "utilization_percent": None,
+            "memory_used_mib": 0.0,
+            "memory_total_mib": 15360.0,
+        },
+    ]
