@@ -219,3 +219,13 @@ def test_gpu_runs_ask_docker_for_exactly_their_gpus(tmp_path):
     cpu_only = LaunchRequest(run_id=8, command="true", workdir=tmp_path)
     assert "DeviceRequests" not in backend._host_config(cpu_only)
     assert backend._environment(cpu_only)["NVIDIA_VISIBLE_DEVICES"] == "void"
+
+
+def test_a_container_removed_behind_the_engines_back_ends_interrupted(docker_served, engine):
+    client = docker_served.client()
+    run = client.runs.new(command="echo up; sleep 600")
+    wait_for_line(run, "up")
+    (container,) = containers_of(engine, docker_served)
+    container.remove(force=True)
+    run.wait_status("interrupted", timeout=60)
+    assert any("its container is gone" in n for n in notes(run))

@@ -262,6 +262,8 @@ class DockerBackend(Backend):
         stable; `since` moves up behind the newest entry to keep each read short."""
         import time
 
+        import docker.errors
+
         cid = handle["container"]
         now = time.monotonic()
         if cid not in self._exited and now - self._last_read.get(cid, 0.0) < self.min_read_interval:
@@ -272,7 +274,10 @@ class DockerBackend(Backend):
         entries: list[tuple[int, str, str]] = []
         consumed: dict[str, list[int]] = {}
         for stream, key in (("stdout", "out"), ("stderr", "err")):
-            records = self._entries(cid, stream, since, position[key])
+            try:
+                records = self._entries(cid, stream, since, position[key])
+            except docker.errors.NotFound:
+                return [], cursor  # the container is gone: its status says `lost`
             done = position[key]
             consumed[key] = [ts for ts, _ in records[:done]]
             fresh = records[done:]
