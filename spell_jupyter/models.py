@@ -220,10 +220,12 @@ class RunSpec(BaseModel):
         return self
 
     @property
-    def has_packages(self) -> bool:
-        """Does the environment add anything to its framework's image?"""
+    def wants_environment(self) -> bool:
+        """Does it name an image or packages (anything a plain local process cannot give)?"""
         return bool(
-            self.apt_packages
+            self.docker_image
+            or self.framework != "default"
+            or self.apt_packages
             or self.pip_packages
             or self.pip_from_env
             or self.requirements is not None

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tarfile
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cached_property
@@ -64,27 +65,24 @@ class DockerBackend(Backend):
 
     @cached_property
     def client(self):
-        import docker
+        return self._connect(self.client_timeout)
 
-        if self.docker_host:
-            return docker.DockerClient(base_url=self.docker_host, timeout=int(self.client_timeout))
-        return docker.from_env(timeout=int(self.client_timeout))
-
-    @classmethod
-    def answers(cls, docker_host: str = "") -> bool:
-        """Does a Docker Engine answer (within a couple of seconds)?"""
+    def answers(self) -> bool:
+        """Does the Docker Engine answer (within a few seconds)?"""
         try:
-            import docker
-
-            url = docker_host or os.environ.get("DOCKER_HOST") or None
-            client = (
-                docker.DockerClient(base_url=url, timeout=3) if url else docker.from_env(timeout=3)
-            )
-            client.ping()
-            client.close()
+            probe = self._connect(3)
+            probe.ping()
+            probe.close()
             return True
         except Exception:
             return False
+
+    def _connect(self, timeout: float):
+        import docker
+
+        if self.docker_host:
+            return docker.DockerClient(base_url=self.docker_host, timeout=int(timeout))
+        return docker.from_env(timeout=int(timeout))
 
     def check_available(self) -> None:
         try:
@@ -260,8 +258,6 @@ class DockerBackend(Backend):
         """Read on from `cursor` = {since: s, out: n, err: n}: the first n entries of each
         stream with a timestamp >= s were ingested. The log is append-only, so that prefix is
         stable; `since` moves up behind the newest entry to keep each read short."""
-        import time
-
         import docker.errors
 
         cid = handle["container"]

@@ -87,6 +87,7 @@ class RunEngine(LoggingConfigurable):
         self.ca_files = ca_files or []
         self.pip_installer = pip_installer
         self._builds: dict[str, _Build] = {}  # image -> its build (or pull), shared by runs
+        self._environments: dict[int, Environment] = {}  # run -> its environment
         self._builders = ThreadPoolExecutor(self.build_workers, thread_name_prefix="spell-build")
         self.backend = backend
         self.fs = fs
@@ -185,6 +186,7 @@ class RunEngine(LoggingConfigurable):
     def _cancel_queued(self, run: ActiveRun) -> None:
         final = Status.KILLED if run.requested_action == RunAction.KILL else Status.STOPPED
         self.store.set_status(run.id, final, f"Run {final.value} before it started")
+        self._environments.pop(run.id, None)
 
     def _note_waiting(self, run: ActiveRun, why: str) -> None:
         """Tell a queued run once why it waits (the first reason it meets)."""
@@ -209,16 +211,12 @@ class RunEngine(LoggingConfigurable):
             return
         image = None
         if self.backend.supports_environments:
-            environment = environment_for(
-                run.spec, self.frameworks, self.ca_files, self.pip_installer
-            )
+            environment = self._environment_of(run)
             image = environment.image
-            if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING):
-                ready = self._prepare(run.id, environment)
-                if ready is None:
-                    return  # still building: the next pass looks again
-                if not ready:
-                    return  # ended build_failed
+            if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING) and not self._prepare(
+                run.id, environment
+            ):
+                return  # still building (the next pass looks again), or ended build_failed
         if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING):
             self.store.set_status(run.id, Status.MOUNTING, "Mounting")
         workdir = self._workdir(run.id)
@@ -240,6 +238,14 @@ class RunEngine(LoggingConfigurable):
         self.store.set_handle(run.id, self.backend.name, handle)
         self.store.add_status_note(run.id, self.backend.describe(handle))
         self.store.set_status(run.id, Status.RUNNING, "Run is running")
+
+    def _environment_of(self, run: ActiveRun) -> Environment:
+        """The run's environment, worked out (CA files read, context hashed) once per run."""
+        if run.id not in self._environments:
+            self._environments[run.id] = environment_for(
+                run.spec, self.frameworks, self.ca_files, self.pip_installer
+            )
+        return self._environments[run.id]
 
     def _prepare(self, run_id: int, environment: Environment) -> bool | None:
         """Make sure the run's image exists: True when it does, None while it is being built
@@ -412,6 +418,7 @@ class RunEngine(LoggingConfigurable):
         shutil.rmtree(self._workdir(run_id), ignore_errors=True)
         self._manifest(run_id).unlink(missing_ok=True)
         self._terminated.discard(run_id)
+        self._environments.pop(run_id, None)
 
     def _sweep_leftovers(self) -> None:
         """Remove working folders (and containers) of runs that ended while their cleanup was

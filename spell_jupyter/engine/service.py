@@ -44,12 +44,11 @@ class RunService:
     def submit(self, spec: RunSpec) -> Run:
         machine_type = self.machine_types.canonical(spec.machine_type)
         spec = spec.model_copy(update={"machine_type": machine_type})
-        wants_environment = spec.has_packages or spec.docker_image or spec.framework != "default"
         if not spec.docker_image:
             self.frameworks.get(spec.framework)  # unknown ones are refused with the known list
         self.engine.backend.check_submission(
             gpus=self.machine_types.types[machine_type].gpus,
-            wants_environment=bool(wants_environment),
+            wants_environment=spec.wants_environment,
         )
         run = self.store.create_run(spec, f"Run created -- waiting for a {machine_type} machine.")
         self.engine.wake()
@@ -125,8 +124,7 @@ class RunService:
         run = self.store.get_run(run_id)
         if run.status != Status.RUNNING:
             raise Conflict(f"run {run_id} is {run.status.value}: statistics exist while it runs")
-        handle = next((r.handle for r in self.store.active_runs() if r.id == run_id), None)
-        stats = self.engine.backend.stats(handle or {})
+        stats = self.engine.backend.stats(self.store.handle_of(run_id) or {})
         gpus = (run.allocation or {}).get("gpus") or []
         return {"run_id": run_id, **stats, "gpus": gpu_usage(gpus) if gpus else []}
 

@@ -114,8 +114,7 @@ class SpellJupyter(ExtensionApp):
             self.server_info.claim()  # exits if another `spell server` serves this home
         store = RunStore(connect_database(self.db_url))
         fs = SpellFS(self.fs_root)
-        backend_class = self._backend_class()
-        backend = backend_class(parent=self, state_root=str(home / backend_class.name))
+        backend = self._backend(home)
         self.log.info("Spell: runs use the %s backend", backend.name)
         host = HostCapacity.from_config(self.host_capacity)
         machine_types = MachineTypes(self.machine_types, host)
@@ -147,16 +146,20 @@ class SpellJupyter(ExtensionApp):
                 version=__version__,
             )
 
-    def _backend_class(self) -> type[Backend]:
+    def _backend(self, home: Path) -> Backend:
         choice = self.backend.strip()
-        if choice == "auto":
-            return DockerBackend if DockerBackend.answers() else LocalBackend
-        if choice in ("docker", "local"):
-            return DockerBackend if choice == "docker" else LocalBackend
-        backend_class = import_item(choice)
-        if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
-            raise ValueError(f"SpellJupyter.backend: {choice} is not a Backend class")
-        return backend_class
+        if choice in ("auto", "docker"):
+            docker = DockerBackend(parent=self, state_root=str(home / DockerBackend.name))
+            if choice == "docker" or docker.answers():
+                return docker
+            backend_class: type = LocalBackend
+        elif choice == "local":
+            backend_class = LocalBackend
+        else:
+            backend_class = import_item(choice)
+            if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
+                raise ValueError(f"SpellJupyter.backend: {choice} is not a Backend class")
+        return backend_class(parent=self, state_root=str(home / backend_class.name))
 
     def _framework_table(self) -> dict:
         table = {**DEFAULT_FRAMEWORKS, **self.frameworks}

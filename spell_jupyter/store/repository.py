@@ -237,6 +237,11 @@ class RunStore:
             row.backend = backend
             row.handle = handle
 
+    def handle_of(self, run_id: int) -> dict | None:
+        """The backend's handle of a run (None before it started)."""
+        with self._read() as session:
+            return session.scalar(select(RunRow.handle).where(RunRow.id == run_id))
+
     def add_status_note(self, run_id: int, text: str) -> None:
         """A status-event line within the current status (e.g. what saving found)."""
         with self._writing() as session:
