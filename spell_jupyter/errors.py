@@ -29,3 +29,9 @@ class Unavailable(SpellError):
     """A service the request needs (e.g. the Docker Engine) is not answering."""
 
     status_code = 503
+
+
+class Forbidden(SpellError):
+    """A request for something no one may do here (e.g. writing into runs/ or public/)."""
+
+    status_code = 403

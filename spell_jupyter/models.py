@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from .fs.paths import BUCKET_URL, BadPath, normalize
 from .status import FINAL_STATUSES, RunAction, RunKind, Status
 
 __all__ = ["FINAL_STATUSES", "RunAction", "RunKind", "Status"]
@@ -41,6 +42,13 @@ DOCKER_IMAGE = re.compile(
     r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 )
 FRAMEWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
+GIT_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/@+-]{0,199}$")
+GIT_URL = re.compile(r"^((https?|git|ssh|file)://[^\s]+|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:[^\s]+)$")
+REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+WORKDIR = "/spell"  # a run's working directory inside its container
+RESERVED_MOUNT_TARGETS = ("/", WORKDIR, "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/lib")
 MAX_ENV_FILE = 1 << 20  # bytes of a requirements or conda file
 
 
@@ -99,6 +107,126 @@ def check_relative_path(value: str, what: str) -> str:
     return "/".join(p for p in parts if p != ".")
 
 
+class Mount(BaseModel):
+    """`RESOURCE[:PATH]`: a SpellFS path (runs/<id>[/sub], uploads/…, public/…, a link alias)
+    or a bucket URL, shown at PATH: the resource's name under the working directory when PATH
+    is empty, under the working directory when relative, as given when absolute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resource: str
+    path: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Mount:
+        """`runs/3/out:/mnt/out`, `uploads/data`, `s3://bucket/prefix:data`."""
+        scheme = BUCKET_URL.match(text)
+        start = scheme.end() if scheme else 0
+        resource, sep, path = text[start:].partition(":")
+        return cls(resource=text[:start] + resource, path=path if sep else "")
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        value = value.strip()
+        if BUCKET_URL.match(value):
+            scheme, _, rest = value.partition("://")
+            if scheme not in ("s3", "gs", "file") or not rest.strip("/") or ".." in rest.split("/"):
+                raise ValueError(
+                    f"invalid bucket URL {value!r}: give s3://bucket[/prefix] (or gs://, file://)"
+                )
+            return value.rstrip("/")
+        try:
+            clean = normalize(value)
+        except BadPath as exc:
+            raise ValueError(str(exc)) from None
+        if clean in ("", "runs", "uploads", "public"):
+            raise ValueError(
+                f"mount {value!r} names a whole namespace: mount runs/<id>, uploads/<name>, "
+                "public/<path> or a link alias"
+            )
+        return clean
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if "\x00" in value or ".." in PurePosixPath(value).parts:
+            raise ValueError(f"invalid mount path {value!r}: '..' and NUL are not allowed")
+        return value.rstrip("/") if value not in ("", "/") else value
+
+    def target(self, cwd: str) -> str:
+        """The absolute path inside the run where the resource appears."""
+        base = PurePosixPath(WORKDIR, cwd)
+        if not self.path:
+            name = self.resource.rstrip("/").rsplit("/", 1)[-1]
+            return str(base / name)
+        return str(PurePosixPath(self.path) if self.path.startswith("/") else base / self.path)
+
+    def __str__(self) -> str:
+        return f"{self.resource}:{self.path}" if self.path else self.resource
+
+
+class CodeSpec(BaseModel):
+    """The code a run starts with: a commit (sent as an archive) plus the uncommitted changes
+    as a patch, or a git URL at a ref that the engine clones. Unpacked at /spell/<repository>."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repository: str = Field(description="The folder name the code is unpacked into")
+    commit: str | None = Field(default=None, description="The commit hash (40 hex digits)")
+    archive: str | None = Field(default=None, description="sha256 of the commit's tar (POST /code)")
+    patch: str | None = Field(default=None, description="sha256 of the uncommitted changes")
+    github_url: str | None = None
+    github_ref: str | None = None
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if not REPOSITORY_NAME.fullmatch(value) or value in (".", ".."):
+            raise ValueError(f"invalid repository name {value!r}")
+        return value
+
+    @field_validator("commit")
+    @classmethod
+    def _commit(cls, value: str | None) -> str | None:
+        if value is not None and not COMMIT.fullmatch(value):
+            raise ValueError(f"invalid commit hash {value!r}: give 40 hex digits")
+        return value
+
+    @field_validator("archive", "patch")
+    @classmethod
+    def _blob(cls, value: str | None) -> str | None:
+        if value is not None and not SHA256.fullmatch(value):
+            raise ValueError(f"{value!r} is not the sha256 of an uploaded code blob")
+        return value
+
+    @field_validator("github_url")
+    @classmethod
+    def _github_url(cls, value: str | None) -> str | None:
+        if value is not None and not GIT_URL.fullmatch(value):
+            raise ValueError(
+                f"invalid git URL {value!r}: give https://…, ssh://…, git://…, file://… or "
+                "user@host:path"
+            )
+        return value
+
+    @field_validator("github_ref")
+    @classmethod
+    def _github_ref(cls, value: str | None) -> str | None:
+        if value is not None and (not GIT_REF.fullmatch(value) or ".." in value):
+            raise ValueError(f"invalid git ref {value!r}: give a branch, tag or commit hash")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CodeSpec:
+        if self.github_url:
+            if self.archive or self.patch:
+                raise ValueError("code comes from a git URL or from an archive, not both")
+        elif not (self.archive and self.commit):
+            raise ValueError("code needs a commit and its archive, or a github_url")
+        return self
+
+
 class RunSpec(BaseModel):
     """What a user asks for: the body of `POST /spell/api/v1/runs`."""
 
@@ -127,6 +255,8 @@ class RunSpec(BaseModel):
     timeout_minutes: float | None = Field(
         default=None, gt=0, description="Stop the run (outputs saved) after this many minutes"
     )
+    mounts: list[Mount] = Field(default_factory=list, description="Resources shown to the run")
+    code: CodeSpec | None = Field(default=None, description="The code the run starts with")
 
     @field_validator("command")
     @classmethod
@@ -195,6 +325,30 @@ class RunSpec(BaseModel):
     @classmethod
     def _conda(cls, value: str | None) -> str | None:
         return check_env_file(value, "conda file")
+
+    @model_validator(mode="after")
+    def _mount_targets_differ(self) -> RunSpec:
+        seen: dict[str, Mount] = {}
+        for mount in self.mounts:
+            target = mount.target(self.cwd)
+            reserved = next(
+                (
+                    r
+                    for r in RESERVED_MOUNT_TARGETS
+                    if target == r or (r != "/" and r != WORKDIR and target.startswith(r + "/"))
+                ),
+                None,
+            )
+            if reserved:
+                raise ValueError(f"mount {mount} cannot be placed at {target}: choose /mnt/...")
+            if target in seen:
+                raise ValueError(f"mounts {seen[target]} and {mount} both go to {target}")
+            seen[target] = mount
+        if self.code and not (self.cwd + "/").startswith(self.code.repository + "/"):
+            raise ValueError(
+                f"cwd {self.cwd!r} must be inside the code's folder {self.code.repository!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _custom_image_is_exclusive(self) -> RunSpec:
@@ -288,13 +442,14 @@ class RunPage(BaseModel):
 
 
 class FileInfo(BaseModel):
-    """An entry of a SpellFS listing."""
+    """An entry of a SpellFS listing; links carry their target."""
 
     path: str
     name: str
     type: str
     size: int
     modified: datetime | None = None
+    target: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,3 +155,65 @@ def jp_server_config(tmp_path):
         "ServerApp": {"jpserver_extensions": {"spell_jupyter": True}},
         "SpellJupyter": {"spell_home": str(tmp_path / "spell-home"), "backend": "local"},
     }
+
+
+@dataclass
+class S3Server:
+    """A local S3-compatible server (moto), as s3fs's own tests use."""
+
+    endpoint: str
+    options: dict = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a `spell server` needs to reach it (fsspec reads FSSPEC_S3_*)."""
+        return {
+            "FSSPEC_S3_ENDPOINT_URL": self.endpoint,
+            "FSSPEC_S3_KEY": "testing",
+            "FSSPEC_S3_SECRET": "testing",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+
+    def new_bucket(self, name: str) -> str:
+        import s3fs
+
+        fs = s3fs.S3FileSystem(**self.options)
+        fs.mkdir(name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on a free port for the whole session; in-process fsspec is pointed at
+    it too, so `s3://` URLs in tests reach it."""
+    import socket
+
+    import fsspec.config
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    moto = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    for line in proc.stdout:  # it says when it listens
+        if "Running on" in line:
+            break
+    else:
+        raise RuntimeError(f"moto_server exited with {proc.wait()}")
+    # it logs every request: keep reading, or a full pipe would stall it
+    threading.Thread(target=lambda: all(proc.stdout), daemon=True).start()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = S3Server(endpoint, {"key": "testing", "secret": "testing", "endpoint_url": endpoint})
+    saved = dict(fsspec.config.conf.get("s3", {}))
+    fsspec.config.conf["s3"] = dict(server.options)
+    os.environ.update({k: v for k, v in server.env.items() if k.startswith("AWS_")})
+    yield server
+    fsspec.config.conf["s3"] = saved
+    proc.terminate()
+    proc.wait(10)

@@ -148,7 +148,7 @@ async def test_bad_run_bodies_are_400_and_create_nothing(jp_fetch, body, needle)
         (("runs",), {"status": "sleeping"}, 400, "unknown status 'sleeping'"),
         (("runs",), {"limit": "0"}, 400, "limit must be between 1 and 1000"),
         (("runs",), {"offset": "x"}, 400, "offset must be an integer"),
-        (("resources", "etc"), None, 400, "is not in SpellFS"),
+        (("resources", "etc"), None, 404, "is not in SpellFS"),
         (("resources", "runs", "1", "..", "..", "etc"), None, 400, "'..' is not allowed"),
         (("resources", "runs", "7"), None, 404, "does not exist"),
         (("download", "runs", ".."), None, 400, "'..' is not allowed"),
@@ -206,7 +206,13 @@ ENDPOINTS = sorted({(t, m) for t, h in ROUTES for m in _implemented_methods(h)})
 
 @pytest.mark.parametrize(("route", "method"), ENDPOINTS)
 async def test_every_endpoint_requires_a_token(jp_fetch, route, method):
-    path = route.replace("{run_id}", "1").replace("{label}", "x").replace("{path}", "runs")
+    path = (
+        route.replace("{run_id}", "1")
+        .replace("{label}", "x")
+        .replace("{path}", "runs")
+        .replace("{alias}", "x")
+        .replace("{digest}", "0" * 64)
+    )
     parts = [p for p in path.split("/") if p]
     body = "" if method in ("post", "put") else None
     with pytest.raises(HTTPClientError) as info:

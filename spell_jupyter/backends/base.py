@@ -21,6 +21,30 @@ class BuildFailed(Exception):
     """An environment could not be built or pulled; the message says why."""
 
 
+WORKDIR = "/spell"  # a run's working directory, as the command sees it
+
+
+@dataclass(frozen=True)
+class MountRequest:
+    """A resource shown to a run: `source` on this machine at `target` (absolute, as the run
+    sees it). Writes under a folder mount go to `upper` (the source never changes)."""
+
+    source: Path
+    target: str
+    upper: Path
+    scratch: Path  # overlayfs' work directory, beside `upper`
+
+    @property
+    def is_dir(self) -> bool:
+        return self.source.is_dir()
+
+    def workdir_relative(self) -> str | None:
+        """The target relative to the working directory, or None when it is outside it."""
+        if self.target == WORKDIR or not self.target.startswith(WORKDIR + "/"):
+            return None
+        return self.target[len(WORKDIR) + 1 :]
+
+
 @dataclass(frozen=True)
 class LaunchRequest:
     """Everything a backend needs to start one run."""
@@ -34,6 +58,7 @@ class LaunchRequest:
     cpus: float = 0.0  # limits from the machine type (0: none)
     memory_mib: int = 0
     image: str | None = None  # for backends that run images
+    mounts: tuple[MountRequest, ...] = ()
 
 
 class ProcessState(str, Enum):
@@ -64,6 +89,14 @@ class Backend(LoggingConfigurable):
                 "--framework, --docker-image, --apt, --pip, --pip-req, --conda-file and "
                 "--deps-from-env need the Docker backend: start Docker and the server again"
             )
+
+    def check_mounts(self, targets: list[str]) -> None:
+        """Refuse, before a run is created, mount targets this backend cannot place."""
+
+    def prepare_mounts(self, workdir: Path, mounts: tuple[MountRequest, ...]) -> str:
+        """Make the mounts visible (or ready to be) before the run's files are recorded;
+        returns a line for the run's log saying how."""
+        raise NotImplementedError
 
     def has_image(self, image: str) -> bool:
         raise NotImplementedError

@@ -25,9 +25,16 @@ from traitlets import Float, Unicode
 
 from ..errors import InvalidInput, Unavailable
 from ..models import OutputLine
-from .base import Backend, BuildFailed, LaunchRequest, ProcessState, ProcessStatus
+from .base import (
+    WORKDIR,
+    Backend,
+    BuildFailed,
+    LaunchRequest,
+    MountRequest,
+    ProcessState,
+    ProcessStatus,
+)
 
-WORKDIR = "/spell"
 LABEL_RUN = "spell.run_id"
 LABEL_HOME = "spell.home"
 TAIL = 5000  # log entries read per call when the cursor is near the end of the log
@@ -208,7 +215,12 @@ class DockerBackend(Backend):
             raise RuntimeError(f"Docker could not start the container: {_short(exc)}") from None
         if container_id == name:
             container_id = self.client.api.inspect_container(name)["Id"]
-        return {"container": container_id, "name": name, "image": request.image}
+        return {
+            "container": container_id,
+            "name": name,
+            "image": request.image,
+            "run_id": request.run_id,
+        }
 
     def _host_config(self, request: LaunchRequest) -> dict:
         from docker.types import DeviceRequest
@@ -227,9 +239,49 @@ class DockerBackend(Backend):
             limits["memswap_limit"] = f"{request.memory_mib}m"  # no swap: over the limit is OOM
         if request.cpus:
             limits["nano_cpus"] = int(request.cpus * 1e9)
-        return self.client.api.create_host_config(
-            binds={str(request.workdir): {"bind": WORKDIR, "mode": "rw"}}, init=True, **limits
+        binds = {str(request.workdir): {"bind": WORKDIR, "mode": "rw"}}
+        for index, mount in enumerate(request.mounts):
+            if mount.is_dir and _overlay_safe(mount):
+                volume = self._overlay_volume(request.run_id, index, mount)
+                binds[volume] = {"bind": mount.target, "mode": "rw"}
+            else:  # a file, or a folder whose path overlayfs options cannot hold
+                binds[str(mount.source)] = {"bind": mount.target, "mode": "ro"}
+        return self.client.api.create_host_config(binds=binds, init=True, **limits)
+
+    def _overlay_volume(self, run_id: int, index: int, mount: MountRequest) -> str:
+        """A volume that shows `mount.source` at no copy; writes land in `mount.upper`."""
+        name = f"spell-{self.home_key}-{run_id}-m{index}"
+        mount.upper.mkdir(parents=True, exist_ok=True)
+        mount.scratch.mkdir(parents=True, exist_ok=True)
+        self.client.volumes.create(
+            name,
+            driver="local",
+            driver_opts={
+                "type": "overlay",
+                "device": "overlay",
+                "o": f"lowerdir={mount.source},upperdir={mount.upper},workdir={mount.scratch}",
+            },
+            labels={LABEL_RUN: str(run_id), LABEL_HOME: self.home_key},
         )
+        return name
+
+    def check_mounts(self, targets: list[str]) -> None:
+        pass  # a container can show a resource anywhere but the reserved places (RunSpec)
+
+    def prepare_mounts(self, workdir: Path, mounts: tuple[MountRequest, ...]) -> str:
+        """Mount points inside the working folder are made now, so Docker does not make them
+        (as root) and they are not taken for outputs."""
+        for mount in mounts:
+            rel = mount.workdir_relative()
+            if rel is None:
+                continue
+            point = workdir / rel
+            if mount.is_dir:
+                point.mkdir(parents=True, exist_ok=True)
+            else:
+                point.parent.mkdir(parents=True, exist_ok=True)
+                point.touch()
+        return "folders as overlays (no copy; the run's writes are kept apart), files read-only"
 
     def status(self, handle: dict) -> ProcessStatus:
         import docker.errors
@@ -315,6 +367,22 @@ class DockerBackend(Backend):
         self._remove(handle["container"])
         self._exited.discard(handle["container"])
         self._last_read.pop(handle["container"], None)
+        self._remove_volumes(
+            {"label": [f"{LABEL_HOME}={self.home_key}", f"{LABEL_RUN}={handle.get('run_id', '')}"]}
+        )
+
+    def _remove_volumes(self, filters: dict, keep: set[int] | None = None) -> set[int]:
+        import docker.errors
+
+        removed = set()
+        for volume in self.client.volumes.list(filters=filters):
+            run_id = int((volume.attrs.get("Labels") or {}).get(LABEL_RUN, "0") or 0)
+            if keep is not None and run_id in keep:
+                continue
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                volume.remove(force=True)
+                removed.add(run_id)
+        return removed
 
     def remove_orphans(self, active_run_ids: set[int]) -> list[int]:
         """Remove this data directory's containers whose runs are no longer active."""
@@ -326,7 +394,10 @@ class DockerBackend(Backend):
             if run_id not in active_run_ids:
                 self._remove(container.id)
                 removed.append(run_id)
-        return removed
+        volumes = self._remove_volumes(
+            {"label": f"{LABEL_HOME}={self.home_key}"}, keep=active_run_ids
+        )
+        return sorted(set(removed) | volumes)
 
     def stats(self, handle: dict) -> dict:
         """One sample of CPU %, memory, network and block I/O (Docker's stats API)."""
@@ -387,6 +458,11 @@ class DockerBackend(Backend):
 
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True, v=True)
+
+
+def _overlay_safe(mount: MountRequest) -> bool:
+    """overlayfs options are comma- and colon-separated: paths holding those cannot go in."""
+    return not any(c in str(p) for p in (mount.source, mount.upper, mount.scratch) for c in ",:")
 
 
 def _parse_log(data: bytes) -> list[tuple[int, str]]:

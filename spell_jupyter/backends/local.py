@@ -18,8 +18,9 @@ from pathlib import Path
 
 from traitlets import Unicode
 
+from ..errors import InvalidInput
 from ..models import OutputLine
-from .base import Backend, LaunchRequest, ProcessState, ProcessStatus
+from .base import WORKDIR, Backend, LaunchRequest, MountRequest, ProcessState, ProcessStatus
 
 SHIM = Path(__file__).with_name("local_shim.py")
 READ_LIMIT = 4 << 20  # bytes of output ingested per call, so one chatty run cannot stall others
@@ -40,6 +41,32 @@ class LocalBackend(Backend):
         self._children: dict[int, subprocess.Popen] = {}
 
     # -- Backend interface -------------------------------------------------------------------
+
+    def check_mounts(self, targets: list[str]) -> None:
+        outside = [t for t in targets if not t.startswith(WORKDIR + "/")]
+        if outside:
+            raise InvalidInput(
+                f"the local backend runs processes on this machine, so it can show resources "
+                f"only inside the run's working folder ({WORKDIR}/...), not at "
+                f"{', '.join(outside)}: give a relative mount path, or use the Docker backend"
+            )
+
+    def prepare_mounts(self, workdir: Path, mounts: tuple[MountRequest, ...]) -> str:
+        """Copy each resource into the working folder (a process has no mount namespace);
+        times are kept, so unchanged copies are not saved as outputs."""
+        for mount in mounts:
+            rel = mount.workdir_relative()
+            if rel is None:  # refused at submission; a run from an older spec
+                raise InvalidInput(f"the local backend cannot mount at {mount.target}")
+            dest = workdir / rel
+            if dest.exists():
+                continue  # a resumed launch
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if mount.is_dir:
+                shutil.copytree(mount.source, dest, symlinks=True)
+            else:
+                shutil.copy2(mount.source, dest)
+        return "copied into the working folder (the local backend has no mounts)"
 
     def start(self, request: LaunchRequest) -> dict:
         state_dir = Path(self.state_root) / str(request.run_id)

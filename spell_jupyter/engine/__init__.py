@@ -1,6 +1,7 @@
-"""The service layer: run submission, lifecycles and scheduling. Never imports tornado."""
+"""The service layer: run submission, lifecycles, scheduling and SpellFS. Never imports tornado."""
 
 from .lifecycle import RunEngine
+from .resources import ResourceService
 from .service import RunService
 
-__all__ = ["RunEngine", "RunService"]
+__all__ = ["ResourceService", "RunEngine", "RunService"]

@@ -20,15 +20,17 @@ from pathlib import Path
 from traitlets import Float, Int, default
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import Backend, BuildFailed, LaunchRequest, ProcessState
-from ..fs.spellfs import SpellFS
+from ..backends.base import WORKDIR, Backend, BuildFailed, LaunchRequest, MountRequest, ProcessState
+from ..fs.spellfs import SpellFileSystem
 from ..humanize import human_size
 from ..models import OutputLine, RunAction, Status
 from ..store.repository import ActiveRun, RunStore
+from .code_sync import CodeFailed, check_out
 from .environments import Environment, Frameworks, environment_for
 from .leader import LeaderLock
 from .machine_types import Allocation, MachineTypes
-from .outputs import changed_files, write_manifest
+from .mounting import MountFailed, MountSources
+from .outputs import changed_files, mount_writes, write_manifest
 
 PROGRESS = (Status.BUILDING, Status.MOUNTING)
 FINISHING = (Status.SAVING, Status.PUSHING)
@@ -72,12 +74,13 @@ class RunEngine(LoggingConfigurable):
         *,
         store: RunStore,
         backend: Backend,
-        fs: SpellFS,
+        fs: SpellFileSystem,
         home: Path,
         machine_types: MachineTypes,
         frameworks: Frameworks | None = None,
         ca_files: list[Path] | None = None,
         pip_installer: str = "auto",
+        bucket_options: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -91,6 +94,8 @@ class RunEngine(LoggingConfigurable):
         self._builders = ThreadPoolExecutor(self.build_workers, thread_name_prefix="spell-build")
         self.backend = backend
         self.fs = fs
+        self.mount_sources = MountSources(fs, home / "cache" / "mounts", bucket_options)
+        self._tasks: dict[tuple[int, str], Future] = {}  # (run, "code" | "mounts") -> work
         self.home = home
         self.work_root = home / "work"
         self.work_root.mkdir(parents=True, exist_ok=True)
@@ -218,9 +223,17 @@ class RunEngine(LoggingConfigurable):
             ):
                 return  # still building (the next pass looks again), or ended build_failed
         if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING):
+            if run.spec.code is not None and not self._check_out_code(run):
+                return  # still cloning or unpacking, or ended build_failed
             self.store.set_status(run.id, Status.MOUNTING, "Mounting")
+        mounts = self._mount(run) if run.spec.mounts else ()
+        if mounts is None:
+            return  # still fetching, or ended mount_failed
         workdir = self._workdir(run.id)
         (workdir / run.spec.cwd).mkdir(parents=True, exist_ok=True)
+        if mounts and not self._manifest(run.id).exists():
+            how = self.backend.prepare_mounts(workdir, mounts)
+            self.store.add_status_note(run.id, f"Mounts: {how}")
         write_manifest(workdir, self._manifest(run.id))
         handle = self.backend.start(
             LaunchRequest(
@@ -233,11 +246,87 @@ class RunEngine(LoggingConfigurable):
                 cpus=allocation.cpus,
                 memory_mib=allocation.memory_mib,
                 image=image,
+                mounts=mounts,
             )
         )
         self.store.set_handle(run.id, self.backend.name, handle)
         self.store.add_status_note(run.id, self.backend.describe(handle))
         self.store.set_status(run.id, Status.RUNNING, "Run is running")
+
+    def _in_background(self, run_id: int, what: str, work) -> Future | None:
+        """Start `work` in the worker pool once per run; the future when it is done."""
+        key = (run_id, what)
+        if key not in self._tasks:
+            self._tasks[key] = self._builders.submit(work)
+            self._tasks[key].add_done_callback(lambda _: self.wake())
+        future = self._tasks[key]
+        if not future.done():
+            return None
+        del self._tasks[key]
+        return future
+
+    def _check_out_code(self, run: ActiveRun) -> bool:
+        """Unpack (or clone) the run's code into its working folder: True once it is there."""
+        code = run.spec.code
+        assert code is not None
+        if code.github_url and (run.id, "code") not in self._tasks:
+            where = f" at {code.github_ref}" if code.github_ref else ""
+            self.store.add_status_note(run.id, f"Cloning {code.github_url}{where}")
+        dest = self._workdir(run.id) / code.repository
+        done = self._in_background(run.id, "code", lambda: check_out(code, dest, self.fs.read_blob))
+        if done is None:
+            return False
+        error = done.exception()
+        if error is not None:
+            message = str(error) if isinstance(error, CodeFailed) else repr(error)
+            self.store.add_status_note(run.id, f"Code sync failed: {message}")
+            self.store.set_status(run.id, Status.BUILD_FAILED, "Could not get the run's code")
+            self._cleanup(run.id, None)
+            return False
+        commit, warnings = done.result()
+        for warning in warnings:
+            self.store.add_status_note(run.id, f"Warning: {warning}")
+        if code.commit != commit:
+            self.store.record_commit(run.id, commit)
+        patched = " with the uncommitted changes" if code.patch else ""
+        self.store.add_status_note(
+            run.id, f"Code: {code.repository} at commit {commit[:12]}{patched}"
+        )
+        return True
+
+    def _mount(self, run: ActiveRun) -> tuple[MountRequest, ...] | None:
+        """The run's mounts, resolved to sources on this machine (bucket and S3 resources
+        fetched into the cache); None while fetching or once the run ended mount_failed."""
+        done = self._in_background(
+            run.id,
+            "mounts",
+            lambda: [self.mount_sources.source_of(m.resource) for m in run.spec.mounts],
+        )
+        if done is None:
+            return None
+        error = done.exception()
+        if error is not None:
+            message = str(error) if isinstance(error, MountFailed) else repr(error)
+            self.store.add_status_note(run.id, f"Mount failed: {message}")
+            self.store.set_status(run.id, Status.MOUNT_FAILED, "Mount failed")
+            self._cleanup(run.id, None)
+            return None
+        requests = []
+        for index, (mount, source) in enumerate(zip(run.spec.mounts, done.result(), strict=True)):
+            target = mount.target(run.spec.cwd)
+            requests.append(
+                MountRequest(
+                    source=source.path,
+                    target=target,
+                    upper=self._mounts_dir(run.id) / str(index) / "upper",
+                    scratch=self._mounts_dir(run.id) / str(index) / "work",
+                )
+            )
+            if run.status != Status.RUNNING and not self._manifest(run.id).exists():
+                self.store.add_status_note(
+                    run.id, f"Mounting {mount.resource} at {target} ({source.how})"
+                )
+        return tuple(requests)
 
     def _environment_of(self, run: ActiveRun) -> Environment:
         """The run's environment, worked out (CA files read, context hashed) once per run."""
@@ -369,20 +458,39 @@ class RunEngine(LoggingConfigurable):
                 if run.status != Status.SAVING:
                     self.store.set_status(run.id, Status.SAVING, "Saving")
                 self.store.add_status_note(run.id, "Retrieving modified or new files from the run")
-                files = changed_files(self._workdir(run.id), self._manifest(run.id))
+                files = self._outputs(run)
                 if files:
-                    total = human_size(sum(size for _, size in files))
+                    total = human_size(sum(size for _, _, size in files))
                     self.store.add_status_note(run.id, f"Found {_count(files)} to save ({total})")
                 else:
                     self.store.add_status_note(run.id, "No modified or new files found")
                 self.store.set_status(run.id, Status.PUSHING, "Pushing")
-            files = changed_files(self._workdir(run.id), self._manifest(run.id))
-            self.fs.save_run_outputs(run.id, self._workdir(run.id), [f for f, _ in files])
+            files = self._outputs(run)
+            self.fs.save_run_outputs(
+                run.id, self._workdir(run.id), [(source, rel) for source, rel, _ in files]
+            )
             if files:
                 self.store.add_status_note(run.id, f"Saved {_count(files)} to runs/{run.id}")
             final, message, code = self._final(action, exit_code)
             self.store.set_status(run.id, final, message, user_exit_code=code)
         self._cleanup(run.id, run.handle)
+
+    def _outputs(self, run: ActiveRun) -> list[tuple[str, str, int]]:
+        """(local file, path under runs/<id>, size): files new or changed in the working
+        folder, and what the run wrote under its folder mounts."""
+        workdir = self._workdir(run.id)
+        found = [
+            (str(workdir / rel), rel, size)
+            for rel, size in changed_files(workdir, self._manifest(run.id))
+        ]
+        for index, mount in enumerate(run.spec.mounts):
+            target = mount.target(run.spec.cwd)
+            base = target[len(WORKDIR) + 1 :] if target.startswith(WORKDIR + "/") else target[1:]
+            upper = self._mounts_dir(run.id) / str(index) / "upper"
+            found += [
+                (str(upper / rel), f"{base}/{rel}", size) for rel, size in mount_writes(upper)
+            ]
+        return found
 
     @staticmethod
     def _final(action: RunAction | None, exit_code: int | None) -> tuple[Status, str, int | None]:
@@ -416,6 +524,7 @@ class RunEngine(LoggingConfigurable):
         if handle:
             self.backend.cleanup(handle)
         shutil.rmtree(self._workdir(run_id), ignore_errors=True)
+        shutil.rmtree(self._mounts_dir(run_id), ignore_errors=True)
         self._manifest(run_id).unlink(missing_ok=True)
         self._terminated.discard(run_id)
         self._environments.pop(run_id, None)
@@ -450,6 +559,9 @@ class RunEngine(LoggingConfigurable):
 
     def _workdir(self, run_id: int) -> Path:
         return self.work_root / str(run_id)
+
+    def _mounts_dir(self, run_id: int) -> Path:
+        return self.work_root / f"{run_id}.mounts"
 
     def _manifest(self, run_id: int) -> Path:
         return self.work_root / f"{run_id}.manifest.json"

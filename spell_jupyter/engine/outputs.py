@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 Manifest = dict[str, list[int]]  # relative path -> [size, mtime_ns]
@@ -33,3 +34,16 @@ def changed_files(workdir: Path, manifest_path: Path) -> list[tuple[str, int]]:
     """(relative path, size) of files that are new or modified since the manifest."""
     before: Manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     return sorted((rel, meta[0]) for rel, meta in scan(workdir).items() if before.get(rel) != meta)
+
+
+def mount_writes(upper: Path) -> list[tuple[str, int]]:
+    """(relative path, size) of the files a run wrote under a folder mount: the overlay's upper
+    folder, without its whiteouts (character devices that mark deletions)."""
+    if not upper.is_dir():
+        return []
+    found = []
+    for rel, (size, _) in scan(upper).items():
+        mode = os.lstat(upper / rel).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            found.append((rel, size))
+    return sorted(found)

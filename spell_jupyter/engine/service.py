@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
-
-from ..errors import Conflict, InvalidInput
-from ..fs.spellfs import SpellFS
+from ..errors import Conflict, InvalidInput, NotFound
 from ..models import (
-    FileInfo,
     LogEntry,
     Run,
     RunAction,
@@ -21,6 +17,7 @@ from ..store import RunStore
 from .environments import Frameworks
 from .lifecycle import RunEngine
 from .machine_types import MachineTypes, gpu_usage
+from .resources import ResourceService
 
 
 class RunService:
@@ -30,14 +27,16 @@ class RunService:
         self,
         *,
         store: RunStore,
-        fs: SpellFS,
+        resources: ResourceService,
         machine_types: MachineTypes,
         engine: RunEngine,
         frameworks: Frameworks | None = None,
+        allow_uncommitted_changes: bool = True,
     ):
+        self.allow_uncommitted_changes = allow_uncommitted_changes
         self.frameworks = frameworks or Frameworks({})
         self.store = store
-        self.fs = fs
+        self.resources = resources
         self.machine_types = machine_types
         self.engine = engine
 
@@ -46,6 +45,7 @@ class RunService:
         spec = spec.model_copy(update={"machine_type": machine_type})
         if not spec.docker_image:
             self.frameworks.get(spec.framework)  # unknown ones are refused with the known list
+        self._check_code_and_mounts(spec)
         self.engine.backend.check_submission(
             gpus=self.machine_types.types[machine_type].gpus,
             wants_environment=spec.wants_environment,
@@ -53,6 +53,21 @@ class RunService:
         run = self.store.create_run(spec, f"Run created -- waiting for a {machine_type} machine.")
         self.engine.wake()
         return run
+
+    def _check_code_and_mounts(self, spec: RunSpec) -> None:
+        """Refuse, before a run exists, code blobs never sent and what the backend cannot
+        mount (missing resources are found while mounting: they may appear before then)."""
+        code = spec.code
+        if code is not None:
+            for digest in (code.archive, code.patch):
+                if digest and not self.resources.has_code_blob(digest):
+                    raise InvalidInput(f"code blob {digest} was never sent (POST /code first)")
+            if code.patch and not self.allow_uncommitted_changes:
+                raise InvalidInput(
+                    "this server refuses runs with uncommitted changes "
+                    "(SpellJupyter.allow_uncommitted_changes is False): commit them first"
+                )
+        self.engine.backend.check_mounts([m.target(spec.cwd) for m in spec.mounts])
 
     def get(self, run_id: int) -> Run:
         return self.store.get_run(run_id)
@@ -131,15 +146,12 @@ class RunService:
     def status_of(self, run_id: int) -> Status:
         return self.store.status_of(run_id)
 
-    def ls(self, path: str) -> list[FileInfo]:
-        return self.fs.ls(path)
-
-    def check_path(self, path: str) -> None:
-        """Raise InvalidInput/NotFound before a streamed response starts."""
-        self.fs.info(path)
-
-    def write_tar(self, path: str, out: BinaryIO) -> None:
-        self.fs.write_tar(path, out)
+    def patch_of(self, run_id: int) -> bytes:
+        """The uncommitted changes a run's code was made with."""
+        run = self.store.get_run(run_id)
+        if run.spec.code is None or run.spec.code.patch is None:
+            raise NotFound(f"run {run_id} was made with no uncommitted changes")
+        return self.resources.read_code_blob(run.spec.code.patch)
 
     def _request(self, run_id: int, action: RunAction) -> Run:
         run = self.store.request_action(run_id, action)

@@ -1,20 +1,24 @@
-"""SpellFS path rules: relative, no `..`, under a known namespace.
+"""SpellFS path rules: relative, no `..`, under a known namespace or a link alias.
 
 Import-light: the CLI and the client use it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 NAMESPACES = ("runs", "uploads", "public")
+WRITABLE = ("uploads",)  # users write here; runs/ is written by the engine only, public/ never
+ALIAS_FORBIDDEN = set('/."\\[]:;|=,')
+BUCKET_URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
 class BadPath(ValueError):
     """A SpellFS path that would leave SpellFS or names nothing it has."""
 
 
-def normalize(path: str) -> str:
-    """`runs/3/out/` -> `runs/3/out`; '' is the root. Raises BadPath for escapes."""
+def split(path: str) -> list[str]:
+    """The parts of a relative SpellFS path; BadPath for anything that could escape."""
     if "\x00" in path:
         raise BadPath("a SpellFS path must not contain NUL bytes")
     if path.startswith(("/", "~")) or "\\" in path:
@@ -24,13 +28,51 @@ def normalize(path: str) -> str:
     parts = [p for p in PurePosixPath(path).parts if p not in ("", ".")]
     if ".." in parts:
         raise BadPath(f"{path!r} leaves SpellFS: '..' is not allowed in SpellFS paths")
+    return parts
+
+
+def normalize(path: str, aliases: bool = True) -> str:
+    """`runs/3/out/` -> `runs/3/out`; '' is the root. Raises BadPath for escapes.
+
+    With `aliases`, a first part that is no namespace is taken as a link alias (checked for
+    the characters an alias may not hold); the filesystem resolves it."""
+    parts = split(path)
     if parts and parts[0] not in NAMESPACES:
-        raise BadPath(
-            f"{path!r} is not in SpellFS: paths start with one of {', '.join(NAMESPACES)}"
-        )
+        if not aliases:
+            raise BadPath(
+                f"{path!r} is not in SpellFS: paths start with one of {', '.join(NAMESPACES)}"
+            )
+        try:
+            check_alias(parts[0])
+        except BadPath:
+            raise BadPath(
+                f"{path!r} is not in SpellFS: paths start with one of "
+                f"{', '.join(NAMESPACES)} or a link alias"
+            ) from None
     if len(parts) >= 2 and parts[0] == "runs" and not parts[1].isdigit():
         raise BadPath(f"{path!r}: runs are named by their numeric ID, as in runs/12")
     return "/".join(parts)
+
+
+def check_alias(alias: str) -> str:
+    """A link alias: one name, not a namespace, none of / . " \\ [ ] : ; | = ,"""
+    if not alias or alias.strip() != alias or len(alias) > 200:
+        raise BadPath(f"{alias!r} is not a link alias: give a short name without spaces around")
+    if alias in NAMESPACES:
+        raise BadPath(f"{alias!r} cannot be a link alias: it is a SpellFS namespace")
+    bad = sorted(ALIAS_FORBIDDEN.intersection(alias))
+    if bad or any(ord(c) < 32 for c in alias):
+        shown = " ".join(bad) if bad else "control characters"
+        raise BadPath(f"{alias!r} cannot be a link alias: it contains {shown}")
+    return alias
+
+
+def check_upload_name(name: str) -> str:
+    """The NAME of uploads/NAME: a relative path inside uploads/."""
+    clean = normalize(f"uploads/{name}", aliases=False)
+    if clean == "uploads":
+        raise BadPath("give the upload a name (spell upload -n NAME)")
+    return clean.removeprefix("uploads/")
 
 
 def run_path(run_id: int) -> str:

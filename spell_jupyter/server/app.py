@@ -14,10 +14,10 @@ from .._version import __version__
 from ..backends.base import Backend
 from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
-from ..engine import RunEngine, RunService
+from ..engine import ResourceService, RunEngine, RunService
 from ..engine.environments import DEFAULT_FRAMEWORKS, Frameworks
 from ..engine.machine_types import DEFAULT_MACHINE_TYPES, HostCapacity, MachineTypes
-from ..fs.spellfs import SpellFS
+from ..fs.spellfs import SpellFileSystem
 from ..paths import spell_home
 from ..store import RunStore, connect_database
 from ..store.database import default_db_url
@@ -50,11 +50,31 @@ class SpellJupyter(ExtensionApp):
     def _default_db_url(self) -> str:
         return os.environ.get("SPELL_DB_URL") or default_db_url(Path(self.spell_home))
 
-    fs_root = Unicode(help="Folder that holds SpellFS (default: spell_home/fs)").tag(config=True)
+    fs_root = Unicode(
+        help="Where SpellFS is kept: a local folder, or a URL such as s3://bucket/prefix "
+        "(through s3fs) shared by a team (env SPELL_FS_ROOT; default: spell_home/fs)"
+    ).tag(config=True)
 
     @default("fs_root")
     def _default_fs_root(self) -> str:
-        return str(Path(self.spell_home) / "fs")
+        return os.environ.get("SPELL_FS_ROOT") or str(Path(self.spell_home) / "fs")
+
+    fs_options = Dict(
+        help="Storage options of the SpellFS root and of bucket mounts, e.g. "
+        "{'endpoint_url': ..., 'key': ..., 'secret': ...} for S3 (fsspec's FSSPEC_S3_* "
+        "variables work too)"
+    ).tag(config=True)
+
+    public_source = Unicode(
+        "",
+        help="Folder or URL shown read-only as public/ (default: the root's public/ folder)",
+    ).tag(config=True)
+
+    allow_uncommitted_changes = Bool(
+        True,
+        help="Accept runs whose code has uncommitted changes (sent as a patch); False makes "
+        "them an error, so every run is exactly a commit",
+    ).tag(config=True)
 
     backend = Unicode(
         help="What runs commands: 'auto' (Docker if it answers, else local processes), "
@@ -113,7 +133,13 @@ class SpellJupyter(ExtensionApp):
             self.server_info = ServerInfoFile(home)
             self.server_info.claim()  # exits if another `spell server` serves this home
         store = RunStore(connect_database(self.db_url))
-        fs = SpellFS(self.fs_root)
+        fs = SpellFileSystem(
+            self.fs_root,
+            public=self.public_source or None,
+            root_options=self.fs_options,
+            skip_instance_cache=True,
+        )
+        resources = ResourceService(fs, home / "staging")
         backend = self._backend(home)
         self.log.info("Spell: runs use the %s backend", backend.name)
         host = HostCapacity.from_config(self.host_capacity)
@@ -129,15 +155,19 @@ class SpellJupyter(ExtensionApp):
             frameworks=frameworks,
             ca_files=[Path(p) for p in self.ca_certificates],
             pip_installer=self.pip_installer,
+            bucket_options=self.fs_options,
         )
         self.service = RunService(
             store=store,
-            fs=fs,
+            resources=resources,
             machine_types=machine_types,
             engine=self.engine,
             frameworks=frameworks,
+            allow_uncommitted_changes=self.allow_uncommitted_changes,
         )
-        self.settings.update(spell_service=self.service, spell_engine=self.engine)
+        self.settings.update(
+            spell_service=self.service, spell_resources=resources, spell_engine=self.engine
+        )
         self.engine.start()
         if self.server_info is not None:
             self.server_info.write(

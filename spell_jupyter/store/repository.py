@@ -237,6 +237,14 @@ class RunStore:
             row.backend = backend
             row.handle = handle
 
+    def record_commit(self, run_id: int, commit: str) -> None:
+        """The commit a run's code turned out to be (a git URL's ref, resolved by cloning)."""
+        with self._writing() as session:
+            row = self._row(session, run_id)
+            spec = dict(row.spec)
+            spec["code"] = {**spec["code"], "commit": commit}
+            row.spec = spec
+
     def handle_of(self, run_id: int) -> dict | None:
         """The backend's handle of a run (None before it started)."""
         with self._read() as session:

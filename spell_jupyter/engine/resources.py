@@ -1,0 +1,238 @@
+"""ResourceService: what clients may ask of SpellFS (list, download, upload, links, remove, code
+blobs). Filesystem errors become the service's errors, so REST answers 4xx with their message."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..fs.paths import BadPath, check_upload_name
+from ..fs.spellfs import ReadOnlyPath, SpellFileSystem
+from ..models import FileInfo, check_relative_path
+
+MAX_CODE_BLOB = 512 << 20  # bytes of one code archive or patch
+MAX_CHUNK = 64 << 20  # bytes of one upload request
+
+
+@contextlib.contextmanager
+def spellfs_errors() -> Iterator[None]:
+    """Map filesystem errors to NotFound/InvalidInput/Forbidden/Conflict."""
+    try:
+        yield
+    except BadPath as exc:
+        raise InvalidInput(str(exc)) from None
+    except ReadOnlyPath as exc:
+        raise Forbidden(str(exc)) from None
+    except FileExistsError as exc:
+        raise Conflict(str(exc)) from None
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise NotFound(str(exc).removeprefix("[Errno 2] ")) from None
+    except IsADirectoryError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+class ResourceService:
+    """SpellFS for clients; uploads are staged on this server's disk until committed."""
+
+    def __init__(self, fs: SpellFileSystem, staging_root: Path):
+        self.fs = fs
+        self.staging_root = staging_root
+        self._lock = threading.Lock()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def ls(self, path: str) -> list[FileInfo]:
+        with spellfs_errors():
+            return [_file_info(e) for e in self.fs.ls(path, detail=True)]
+
+    def check_path(self, path: str) -> None:
+        """Raise InvalidInput/NotFound before a streamed response starts."""
+        with spellfs_errors():
+            if not self.fs.clean(path):
+                raise InvalidInput("give a SpellFS path to copy, such as runs/1")
+            self.fs.info(path)
+
+    def write_tar(self, path: str, out: BinaryIO) -> None:
+        with spellfs_errors():
+            self.fs.write_tar(path, out)
+
+    # -- changing ---------------------------------------------------------------------------------
+
+    def rm(self, path: str) -> None:
+        with spellfs_errors():
+            self.fs.rm(path, recursive=True)
+
+    def links(self) -> dict[str, str]:
+        with spellfs_errors():
+            return self.fs.links()
+
+    def link_target(self, alias: str) -> str:
+        with spellfs_errors():
+            return self.fs.link_target(alias)
+
+    def link(self, alias: str, target: str) -> str:
+        with spellfs_errors():
+            return self.fs.link(alias, target)
+
+    def unlink(self, alias: str) -> None:
+        with spellfs_errors():
+            self.fs.unlink(alias)
+
+    # -- uploads: begin, send chunks, commit ------------------------------------------------------
+
+    def begin_upload(self, name: str, files: list[dict], force: bool = False) -> dict:
+        """Declare an upload's files ({path, size}; one file with path '' for a file upload).
+        Answers what this server already holds of each, so an interrupted upload resumes."""
+        name = self._upload_name(name)
+        declared = self._declared(files)
+        with spellfs_errors():
+            if self.fs.exists(f"uploads/{name}") and not force:
+                raise FileExistsError(f"uploads/{name} exists: use --force to replace it")
+        staging = self._staging(name)
+        with self._lock:
+            manifest = staging / "manifest.json"
+            before = json.loads(manifest.read_text()) if manifest.exists() else {}
+            data = staging / "data"
+            for rel, size in before.items():
+                if declared.get(rel) != size:  # a file that changed since: start it again
+                    _part(data, rel).unlink(missing_ok=True)
+            data.mkdir(parents=True, exist_ok=True)
+            manifest.write_text(json.dumps(declared))
+        received = {rel: _size(_part(data, rel)) for rel in declared}
+        return {"name": name, "received": received}
+
+    def upload_chunk(
+        self, name: str, rel: str, offset: int, body: bytes, encoding: str | None = None
+    ) -> int:
+        """Write bytes at `offset` of one declared file; returns how many it now holds."""
+        name = self._upload_name(name)
+        staging = self._staging(name)
+        declared = self._manifest(staging, name)
+        rel = self._rel(rel)
+        if rel not in declared:
+            raise InvalidInput(f"{rel or name!r} was not declared when the upload began")
+        if encoding == "gzip":
+            try:
+                body = gzip.decompress(body)
+            except (OSError, EOFError) as exc:
+                raise InvalidInput(f"the chunk is not valid gzip: {exc}") from None
+        elif encoding not in (None, "", "identity"):
+            raise InvalidInput(f"unsupported Content-Encoding {encoding!r}: use gzip")
+        part = _part(staging / "data", rel)
+        with self._lock:
+            held = _size(part)
+            if offset != held:
+                raise Conflict(f"this server holds {held} bytes of {rel or name!r}, not {offset}")
+            if held + len(body) > declared[rel]:
+                raise InvalidInput(f"{rel or name!r} is larger than the {declared[rel]} declared")
+            part.parent.mkdir(parents=True, exist_ok=True)
+            with open(part, "ab") as f:
+                f.write(body)
+            return held + len(body)
+
+    def commit_upload(self, name: str, force: bool = False) -> str:
+        """Move a complete staged upload to uploads/<name>."""
+        name = self._upload_name(name)
+        staging = self._staging(name)
+        declared = self._manifest(staging, name)
+        data = staging / "data"
+        missing = [
+            f"{rel or name} ({_size(_part(data, rel))} of {size} bytes)"
+            for rel, size in declared.items()
+            if _size(_part(data, rel)) != size
+        ]
+        if missing:
+            raise Conflict(f"the upload is incomplete: {', '.join(missing[:5])}")
+        for rel in declared:  # empty files were never sent
+            _part(data, rel).parent.mkdir(parents=True, exist_ok=True)
+            _part(data, rel).touch()
+        source = _part(data, "") if "" in declared else data
+        with spellfs_errors():
+            self.fs.commit_upload(name, source, force=force)
+        shutil.rmtree(staging, ignore_errors=True)
+        return f"uploads/{name}"
+
+    def _upload_name(self, name: str) -> str:
+        try:
+            return check_upload_name(name)
+        except BadPath as exc:
+            raise InvalidInput(str(exc)) from None
+
+    def _rel(self, rel: str) -> str:
+        try:
+            return check_relative_path(rel, "upload file path")
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+
+    def _declared(self, files: list[dict]) -> dict[str, int]:
+        if not isinstance(files, list) or not files:
+            raise InvalidInput("an upload declares its files: [{path, size}, ...]")
+        declared: dict[str, int] = {}
+        for item in files:
+            if not isinstance(item, dict) or not isinstance(item.get("size"), int):
+                raise InvalidInput("each file of an upload is {path: str, size: int}")
+            rel = self._rel(str(item.get("path", "")))
+            if item["size"] < 0:
+                raise InvalidInput(f"{rel!r} has a negative size")
+            declared[rel] = item["size"]
+        if "" in declared and len(declared) > 1:
+            raise InvalidInput("a file upload has exactly one file")
+        return declared
+
+    def _staging(self, name: str) -> Path:
+        return self.staging_root / hashlib.sha256(name.encode()).hexdigest()[:24]
+
+    def _manifest(self, staging: Path, name: str) -> dict[str, int]:
+        try:
+            return json.loads((staging / "manifest.json").read_text())
+        except FileNotFoundError:
+            raise NotFound(f"no upload of {name!r} has begun") from None
+
+    # -- code blobs -------------------------------------------------------------------------------
+
+    def put_code_blob(self, data: bytes) -> str:
+        if len(data) > MAX_CODE_BLOB:
+            raise InvalidInput(f"a code archive or patch may be at most {MAX_CODE_BLOB >> 20} MiB")
+        return self.fs.put_blob(data)
+
+    def has_code_blob(self, digest: str) -> bool:
+        with spellfs_errors():
+            return self.fs.has_blob(digest)
+
+    def read_code_blob(self, digest: str) -> bytes:
+        with spellfs_errors():
+            return self.fs.read_blob(digest)
+
+
+def _part(data: Path, rel: str) -> Path:
+    return data / rel if rel else data.with_name("file")
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def _file_info(entry: dict) -> FileInfo:
+    from datetime import datetime, timezone
+
+    mtime = entry.get("mtime")
+    return FileInfo(
+        path=entry["name"],
+        name=entry["name"].rsplit("/", 1)[-1],
+        type=entry["type"],
+        size=entry.get("size") or 0,
+        modified=datetime.fromtimestamp(mtime, timezone.utc) if mtime else None,
+        target=entry.get("target"),
+    )

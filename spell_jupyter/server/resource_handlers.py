@@ -1,0 +1,190 @@
+"""SpellFS over REST: listings, streamed tar downloads, resumable uploads, link aliases, removal,
+and the code blobs (commit archives and patches) that runs are made from."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+
+from tornado.iostream import StreamClosedError
+
+from ..errors import InvalidInput
+from .base import SpellHandler, api
+
+TAR_CHUNK = 1 << 20  # bytes per streamed chunk of a download
+
+
+class ResourcesHandler(SpellHandler):
+    @api
+    def get(self, path: str = ""):
+        entries = self.resources.ls(path)
+        self.finish(
+            {"path": path.strip("/"), "entries": [e.model_dump(mode="json") for e in entries]}
+        )
+
+
+class ResourceHandler(ResourcesHandler):
+    """One SpellFS path: list it, or remove it (uploads only)."""
+
+    @api
+    def delete(self, path: str):
+        self.resources.rm(path)
+        self.set_status(204)
+        self.finish()
+
+
+class _QueueWriter:
+    """A file-like object whose writes become ~1 MiB chunks on a bounded queue."""
+
+    def __init__(self, chunks: queue.Queue):
+        self.chunks = chunks
+        self.cancelled = threading.Event()
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        if len(self._buffer) >= TAR_CHUNK:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if not self._buffer:
+            return
+        chunk, self._buffer = bytes(self._buffer), bytearray()
+        while True:
+            if self.cancelled.is_set():
+                raise BrokenPipeError("the client went away")
+            try:
+                self.chunks.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+class DownloadHandler(SpellHandler):
+    """A SpellFS file or folder as a streamed tar."""
+
+    @api
+    async def get(self, path: str):
+        self.resources.check_path(path)
+        self.set_header("Content-Type", "application/x-tar")
+        chunks: queue.Queue = queue.Queue(maxsize=16)
+        writer = _QueueWriter(chunks)
+        done = object()
+
+        def produce() -> None:
+            try:
+                self.resources.write_tar(path, writer)
+                writer.flush()
+                chunks.put(done)
+            except BrokenPipeError:
+                pass
+            except Exception as exc:  # surfaced below, mid-stream
+                chunks.put(exc)
+
+        threading.Thread(target=produce, daemon=True).start()
+        loop = asyncio.get_running_loop()
+        try:
+            while (chunk := await loop.run_in_executor(None, chunks.get)) is not done:
+                if isinstance(chunk, Exception):
+                    raise chunk
+                self.write(chunk)
+                await self.flush()
+        except StreamClosedError:
+            writer.cancelled.set()
+            return
+        self.finish()
+
+
+class UploadsHandler(SpellHandler):
+    """Begin (or resume) an upload: {name, files: [{path, size}], force}."""
+
+    @api
+    def post(self):
+        body = self.json_body()
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise InvalidInput("an upload needs a name")
+        self.finish(
+            self.resources.begin_upload(name, body.get("files"), bool(body.get("force", False)))
+        )
+
+
+class UploadChunkHandler(SpellHandler):
+    """PUT ?name=&path=&offset= with the bytes (gzip when Content-Encoding says so)."""
+
+    @api
+    async def put(self):
+        name = self.get_query_argument("name", "")
+        rel = self.get_query_argument("path", "")
+        offset = self.int_arg("offset", 0)
+        encoding = self.request.headers.get("Content-Encoding")
+        held = await asyncio.to_thread(
+            self.resources.upload_chunk, name, rel, offset, self.request.body, encoding
+        )
+        self.finish({"received": held})
+
+
+class UploadCommitHandler(SpellHandler):
+    """Make a complete upload uploads/<name>: {name, force}."""
+
+    @api
+    async def post(self):
+        body = self.json_body()
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise InvalidInput("name the upload to commit")
+        path = await asyncio.to_thread(
+            self.resources.commit_upload, name, bool(body.get("force", False))
+        )
+        self.finish({"path": path})
+
+
+class LinksHandler(SpellHandler):
+    @api
+    def get(self):
+        self.finish({"links": self.resources.links()})
+
+
+class LinkHandler(SpellHandler):
+    @api
+    def get(self, alias: str):
+        self.finish({"alias": alias, "target": self.resources.link_target(alias)})
+
+    @api
+    def put(self, alias: str):
+        target = self.json_body().get("target")
+        if not isinstance(target, str):
+            raise InvalidInput("a link needs a target: {target: 'runs/1/out'}")
+        self.finish({"alias": alias, "target": self.resources.link(alias, target)})
+
+    @api
+    def delete(self, alias: str):
+        self.resources.unlink(alias)
+        self.set_status(204)
+        self.finish()
+
+
+class CodeBlobsHandler(SpellHandler):
+    """POST a commit archive or a patch; answers its sha256."""
+
+    @api
+    async def post(self):
+        digest = await asyncio.to_thread(self.resources.put_code_blob, self.request.body)
+        self.set_status(201)
+        self.finish({"digest": digest})
+
+
+class CodeBlobHandler(SpellHandler):
+    """HEAD: is a blob stored? GET: the blob."""
+
+    @api
+    def head(self, digest: str):
+        self.set_status(200 if self.resources.has_code_blob(digest) else 404)
+        self.finish()
+
+    @api
+    def get(self, digest: str):
+        self.set_header("Content-Type", "application/octet-stream")
+        self.finish(self.resources.read_code_blob(digest))
