@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from .fs.paths import BUCKET_URL, BadPath, normalize
+from .fs.paths import BUCKET_URL, BadPath, normalize, split_mount
 from .status import FINAL_STATUSES, RunAction, RunKind, Status
 
 __all__ = ["FINAL_STATUSES", "RunAction", "RunKind", "Status"]
@@ -120,10 +120,8 @@ class Mount(BaseModel):
     @classmethod
     def parse(cls, text: str) -> Mount:
         """`runs/3/out:/mnt/out`, `uploads/data`, `s3://bucket/prefix:data`."""
-        scheme = BUCKET_URL.match(text)
-        start = scheme.end() if scheme else 0
-        resource, sep, path = text[start:].partition(":")
-        return cls(resource=text[:start] + resource, path=path if sep else "")
+        resource, path = split_mount(text)
+        return cls(resource=resource, path=path)
 
     @field_validator("resource")
     @classmethod

@@ -1,8 +1,9 @@
-"""spell ls / cp: browse and fetch SpellFS (run outputs under runs/<id>)."""
+"""spell ls / cp / upload / rm / link / unlink: browse, fetch and fill SpellFS."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import click
 
@@ -11,24 +12,16 @@ from .connect import client
 from .group import cli
 
 
-def _check(path: str) -> str:
-    from ..fs.paths import BadPath, normalize
-
-    try:
-        return normalize(path)
-    except BadPath as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-@cli.command()
-@click.option("-H", "--human-readable", "human", is_flag=True, help="Sizes like 1.5KiB.")
+@cli.command(context_settings={"help_option_names": ["--help"]})
+@click.option("-h", "--human-readable", "human", is_flag=True, help="Sizes like 1.5KiB.")
 @click.argument("path", default="")
 def ls(human, path):
-    """List SpellFS at PATH (runs, runs/<id>, uploads/…)."""
-    clean = _check(path)
-    for entry in client().resources.ls(clean):
+    """List SpellFS at PATH (runs, runs/<id>, uploads/…, a link); links show their target."""
+    for entry in client().resources.ls(path):
         if entry["type"] == "directory":
             size = "-"
+        elif entry["type"] == "link":
+            size = "link"
         else:
             size = human_size(entry["size"]) if human else str(entry["size"])
         when = entry.get("modified")
@@ -40,17 +33,87 @@ def ls(human, path):
         name = entry["name"] or entry["path"]
         if entry["type"] == "directory":
             name += "/"
-        click.echo(f"{size:>9}  {date}  {name}")
+        if entry.get("target"):
+            name += f" -> {entry['target']}"
+        click.echo(f"{size:>9}  {date:>12}  {name}")
 
 
 @cli.command()
 @click.option("-f", "--force", is_flag=True, help="Overwrite local files that exist.")
+@click.option("-i", "--interactive", is_flag=True, help="Ask before overwriting a local file.")
 @click.argument("path")
 @click.argument("destination", default=".", type=click.Path(file_okay=False))
-def cp(force, path, destination):
+def cp(force, interactive, path, destination):
     """Copy PATH from SpellFS (a file or folder) into the local folder DESTINATION."""
-    clean = _check(path)
-    if not clean:
-        raise click.ClickException("give a SpellFS path to copy, such as runs/1")
-    written = client().resources.cp(clean, destination, force=force)
+    if force and interactive:
+        raise click.UsageError("give -f or -i, not both")
+    ask = (
+        (lambda target: click.confirm(f"Overwrite {target}?", default=False))
+        if interactive
+        else None
+    )
+    written = client().resources.cp(path, destination, force=force, overwrite=ask)
     click.echo(f"✔ Copied {len(written)} file{'s' if len(written) != 1 else ''}")
+
+
+@cli.command()
+@click.option("-n", "--name", help="Name under uploads/ (default: the file's or folder's name).")
+@click.option("-c", "--compress", is_flag=True, help="Compress the data on the way (gzip).")
+@click.option("-f", "--force", is_flag=True, help="Replace an upload of the same name.")
+@click.argument("path", type=click.Path(exists=True))
+def upload(name, compress, force, path):
+    """Upload the local file or folder PATH to uploads/NAME.
+
+    An interrupted upload resumes: run the same command again and only the rest is sent."""
+    from ..client.resources import local_files
+
+    total = sum(size for _, _, size in local_files(Path(path)))
+    with click.progressbar(
+        length=total,
+        label="Uploading",
+        show_pos=False,
+        show_percent=True,
+        file=click.get_text_stream("stderr"),
+    ) as bar:
+        result = client().resources.upload(
+            path, name=name, force=force, compress=compress, progress=bar.update
+        )
+    resumed = total - result.sent_bytes
+    note = f" (resumed: {human_size(resumed)} were already there)" if resumed else ""
+    click.echo(
+        f"✔ Uploaded {result.files} file{'s' if result.files != 1 else ''} "
+        f"({human_size(result.total_bytes)}) to {result.path}{note}"
+    )
+
+
+@cli.command()
+@click.argument("path")
+def rm(path):
+    """Remove PATH from uploads/ (runs/ and public/ are read-only)."""
+    client().resources.rm(path)
+    click.echo(f"✔ Removed {path}")
+
+
+@cli.command()
+@click.argument("alias", required=False)
+@click.argument("resource_path", required=False)
+def link(alias, resource_path):
+    """List links (no argument), show one (ALIAS), or make ALIAS name RESOURCE_PATH."""
+    resources = client().resources
+    if alias is None:
+        links = resources.links()
+        if not links:
+            click.echo("No links yet: make one with spell link ALIAS RESOURCE_PATH")
+        for name, target in sorted(links.items()):
+            click.echo(f"{name} -> {target}")
+        return
+    target = resources.link(alias, resource_path)
+    click.echo(f"{alias} -> {target}")
+
+
+@cli.command()
+@click.argument("alias")
+def unlink(alias):
+    """Remove the link ALIAS (what it names stays)."""
+    client().resources.unlink(alias)
+    click.echo(f"✔ Removed link {alias}")

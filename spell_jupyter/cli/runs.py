@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -98,6 +99,21 @@ def print_logs(run, follow: bool, tail: int | None = None) -> int:
     metavar="MIN",
     help="Stop the run (outputs saved) after MIN minutes.",
 )
+@click.option(
+    "-m",
+    "--mount",
+    "mounts",
+    multiple=True,
+    metavar="RESOURCE[:PATH]",
+    help="Show a SpellFS path (runs/<id>, uploads/..., a link) or s3:// URL in the run at "
+    "PATH (default: its name in the working folder; /mnt/... recommended). Repeatable.",
+)
+@click.option("-c", "--commit-ref", metavar="REF", help="Run this commit (no uncommitted changes).")
+@click.option("--github-url", metavar="URL", help="Clone this git URL as the run's code.")
+@click.option("--github-ref", metavar="REF", help="Branch, tag or commit of --github-url.")
+@click.option(
+    "-f", "--force", is_flag=True, help="Outside a git repository, run with no code without asking."
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def run(
     background,
@@ -113,6 +129,11 @@ def run(
     deps_from_env,
     docker_image,
     timeout,
+    mounts,
+    commit_ref,
+    github_url,
+    github_ref,
+    force,
     command,
 ):
     """Run COMMAND in a new run and follow its logs.
@@ -124,6 +145,23 @@ def run(
         raise click.ClickException('give a command to run, as in: spell run "python train.py"')
     env = parse_env(envvars)
     spell = client()
+    folder = None
+    if not github_url:
+        from ..client.code import find_repository
+
+        if find_repository(os.getcwd()) is not None:
+            folder = os.getcwd()
+        elif commit_ref:
+            raise click.ClickException("--commit-ref needs a git repository: run from inside one")
+        elif not force and sys.stdin.isatty():
+            click.confirm(
+                "Could not find a git repository, so no code will be available in the run. "
+                "Continue anyway?",
+                default=True,
+                abort=True,
+            )
+        else:
+            click.echo("Not in a git repository: the run has no code.", err=True)
     new = spell.runs.new(
         command=text,
         envvars=env,
@@ -138,7 +176,14 @@ def run(
         conda_file=conda_file,
         deps_from_env=deps_from_env,
         timeout=timeout,
+        mounts=list(mounts),
+        cwd=folder,
+        commit_ref=commit_ref,
+        github_url=github_url,
+        github_ref=github_ref,
     )
+    for warning in new.code_warnings:
+        click.echo(f"Warning: {warning}", err=True)
     click.echo(f"💫 Casting spell #{new.id}…")
     if background:
         click.echo(f"View logs with `spell logs {new.id}`")
@@ -156,7 +201,8 @@ def run(
 @click.option(
     "-a", "--all", "show_all", is_flag=True, help="Include workspaces, kernels and archived runs."
 )
-def ps(number, labels, statuses, show_all):
+@click.option("-v", "--verbose", is_flag=True, help="Also show each run's commit and machine.")
+def ps(number, labels, statuses, show_all, verbose):
     """List the newest runs."""
     spell = client()
     runs = spell.runs.list(
@@ -169,6 +215,7 @@ def ps(number, labels, statuses, show_all):
     if not runs:
         click.echo("No runs yet: start one with spell run")
         return
+    headers = ["ID", "COMMAND", "STATUS", "CREATED", "LABELS"]
     rows = [
         [
             str(r.id),
@@ -179,7 +226,19 @@ def ps(number, labels, statuses, show_all):
         ]
         for r in reversed(runs)
     ]
-    click.echo(table(["ID", "COMMAND", "STATUS", "CREATED", "LABELS"], rows))
+    if verbose:
+        headers += ["MACHINE", "COMMIT"]
+        for row, r in zip(rows, reversed(runs), strict=True):
+            commit = f"{r.repository}@{r.commit_hash[:10]}" if r.commit_hash else "-"
+            row += [r.machine_type, commit + ("+patch" if r.has_patch else "")]
+    click.echo(table(headers, rows))
+
+
+@cli.command()
+@click.argument("run_id", type=int)
+def patch(run_id):
+    """Print the uncommitted changes run RUN_ID's code was made with (a git patch)."""
+    sys.stdout.buffer.write(client().runs.get(run_id).patch())
 
 
 @cli.command()

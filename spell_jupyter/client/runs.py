@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..status import FINAL_STATUSES, Status
 from .environment import read_text_file, top_level_packages
-from .errors import UnsupportedArgument, WaitError
+from .errors import InvalidArgument, UnsupportedArgument, WaitError
 from .transport import STREAM_TIMEOUT, quote_segment
 
 if TYPE_CHECKING:
@@ -17,11 +17,6 @@ if TYPE_CHECKING:
 
 # Spell keywords that later versions implement; passing one now is an error that names it.
 NOT_YET_SUPPORTED = (
-    "attached_resources",
-    "commit_hash",
-    "commit_ref",
-    "github_ref",
-    "github_url",
     "idempotent",
     "provider",
     "stop_conditions",
@@ -75,6 +70,10 @@ class Run:
         self.description: str = data.get("description", "")
         self.machine_type: str = data.get("machine_type", "")
         self.archived: bool = data.get("archived", False)
+        code = data["spec"].get("code") or {}
+        self.commit_hash: str | None = code.get("commit")
+        self.repository: str | None = code.get("repository")
+        self.has_patch: bool = bool(code.get("patch"))
         self.status_history: list[dict] = [
             {**change, "at": _parse_time(change["at"])} for change in data.get("status_history", [])
         ]
@@ -140,6 +139,10 @@ class Run:
     def archive(self) -> None:
         self._update(self._http.json("POST", f"runs/{self.id}/archive"))
 
+    def patch(self) -> bytes:
+        """The uncommitted changes (a git patch) the run's code was made with."""
+        return self._http.request("GET", f"runs/{self.id}/patch").read()
+
     def stats(self) -> dict:
         """One sample of the running run's CPU %, memory, network and block I/O (and GPUs)."""
         return self._http.json("GET", f"runs/{self.id}/stats")
@@ -197,6 +200,12 @@ class RunsService:
         conda_file: str | None = None,
         deps_from_env: bool = False,
         timeout: float | None = None,
+        attached_resources: dict[str, str] | None = None,
+        mounts: list[str] | None = None,
+        commit_ref: str | None = None,
+        commit_hash: str | None = None,
+        github_url: str | None = None,
+        github_ref: str | None = None,
         **unsupported,
     ) -> Run:
         """Create a run of `command` (run by /bin/sh -c) and return it at once.
@@ -204,6 +213,12 @@ class RunsService:
         The environment is `framework`'s image plus `apt_packages`, `pip_packages`, a
         `requirements_file`, a `conda_file` and (with `deps_from_env`) this Python
         environment's top-level packages; or `docker_image` alone. `timeout` is in minutes.
+
+        Code: with `cwd` (a local folder) or `commit_ref`/`commit_hash`, the git repository the
+        folder is in is sent: the commit (HEAD by default) plus, for HEAD, the uncommitted
+        changes; the run starts in the same subfolder. `github_url` (+ `github_ref`) is cloned
+        by the server instead. `attached_resources` is Spell's {resource: mount path};
+        `mounts` takes `RESOURCE[:PATH]` strings.
         """
         for name in unsupported:
             if name in NOT_YET_SUPPORTED:
@@ -217,7 +232,6 @@ class RunsService:
             "labels": list(labels or []),
             "description": description or "",
             "machine_type": machine_type,
-            "cwd": cwd or "",
             "framework": framework or "default",
             "docker_image": docker_image,
             "apt_packages": list(apt_packages or []),
@@ -230,7 +244,67 @@ class RunsService:
             body["conda_env"] = read_text_file(conda_file, "conda file")
         if deps_from_env:
             body["pip_from_env"] = top_level_packages()
-        return Run(self._client, self._client.transport.json("POST", "runs", json=body))
+        body["mounts"] = mount_list(attached_resources, mounts)
+        warnings: list[str] = []
+        body["code"], body["cwd"], warnings = self._code(
+            cwd, commit_ref or commit_hash, github_url, github_ref
+        )
+        run = Run(self._client, self._client.transport.json("POST", "runs", json=body))
+        run.code_warnings = warnings
+        return run
+
+    def _code(
+        self, folder: str | None, commit_ref: str | None, url: str | None, ref: str | None
+    ) -> tuple[dict | None, str, list[str]]:
+        """(the spec's code, the run's starting folder, warnings for the user)."""
+        if url:
+            if folder is not None or commit_ref:
+                raise InvalidArgument("github_url clones its own code: leave out cwd/commit_ref")
+            name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+            repository = "".join(c if c.isalnum() or c in "_.-" else "-" for c in name) or "code"
+            code = {"repository": repository, "github_url": url, "github_ref": ref}
+            return code, repository, []
+        if ref:
+            raise InvalidArgument("github_ref needs github_url")
+        if folder is None and not commit_ref:
+            return None, "", []
+        from .code import read_code
+
+        local = read_code(folder or ".", commit_ref)
+        if local is None:
+            if commit_ref:
+                raise InvalidArgument(f"{folder or '.'} is not in a git repository")
+            return None, "", []
+        code = {
+            "repository": local.repository,
+            "commit": local.commit,
+            "archive": self._send_blob(local.archive),
+            "patch": self._send_blob(local.patch) if local.patch else None,
+        }
+        warnings = list(local.warnings)
+        if local.untracked:
+            shown = ", ".join(local.untracked[:20])
+            more = f" and {len(local.untracked) - 20} more" if len(local.untracked) > 20 else ""
+            warnings.append(
+                f"{len(local.untracked)} untracked file(s) are not part of the run: "
+                f"{shown}{more} (git add them to include them)"
+            )
+        return code, local.cwd, warnings
+
+    def _send_blob(self, data: bytes) -> str:
+        """Store a code archive or patch on the server once (it is named by its sha256)."""
+        import hashlib
+
+        from .errors import APIError
+
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            self._client.transport.request("HEAD", f"code/{digest}")
+            return digest
+        except APIError as exc:
+            if exc.status_code != 404:
+                raise
+        return self._client.transport.json("POST", "code", content=data)["digest"]
 
     def get(self, id: int) -> Run:
         return Run(self._client, self._client.transport.json("GET", f"runs/{int(id)}"))
@@ -255,3 +329,15 @@ class RunsService:
         }
         page = self._client.transport.json("GET", "runs", params=params)
         return [Run(self._client, data) for data in page["runs"]]
+
+
+def mount_list(attached: dict[str, str] | None, mounts: list[str] | None) -> list[dict]:
+    """Spell's attached_resources {resource: path} and RESOURCE[:PATH] strings, as the spec's
+    mounts (the server validates them)."""
+    from ..fs.paths import split_mount
+
+    found = [{"resource": r, "path": p or ""} for r, p in (attached or {}).items()]
+    for text in mounts or []:
+        resource, path = split_mount(text)
+        found.append({"resource": resource, "path": path})
+    return found

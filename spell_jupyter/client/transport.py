@@ -77,6 +77,8 @@ class Transport:
         *,
         params: dict | None = None,
         json: object = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
         stream: bool = False,
         timeout: Timeout | int = 0,
     ) -> Response:
@@ -85,11 +87,15 @@ class Transport:
         if params:
             query = {k: v for k, v in params.items() if v is not None}
             target += "?" + urlencode(query, doseq=True)
-        headers = dict(self.headers)
+        extra, headers = headers, dict(self.headers)
         body = None
-        if json is not None or method in ("POST", "PUT"):
+        if content is not None:
+            body = content
+            headers["Content-Type"] = "application/octet-stream"
+        elif json is not None or method in ("POST", "PUT"):
             body = _json_dumps(json)
             headers["Content-Type"] = "application/json"
+        headers.update(extra or {})
         connect_timeout, read_timeout = _timeouts(self.timeout if timeout == 0 else timeout)
         for attempt in (1, 2):
             reused = not stream and self._shared is not None

@@ -75,5 +75,13 @@ def check_upload_name(name: str) -> str:
     return clean.removeprefix("uploads/")
 
 
+def split_mount(text: str) -> tuple[str, str]:
+    """`RESOURCE[:PATH]` -> (resource, path); a bucket URL's `scheme://` is not a separator."""
+    scheme = BUCKET_URL.match(text)
+    start = scheme.end() if scheme else 0
+    resource, sep, path = text[start:].partition(":")
+    return text[:start] + resource, path if sep else ""
+
+
 def run_path(run_id: int) -> str:
     return f"runs/{run_id}"
