@@ -110,8 +110,9 @@ class ResourcesService:
         received: dict[str, int] = begun["received"]
         total = sum(size for _, _, size in files)
         sent = 0
-        if progress and received:
-            progress(sum(min(received.get(rel, 0), size) for rel, _, size in files))
+        held = sum(min(received.get(rel, 0), size) for rel, _, size in files)
+        if progress and held:
+            progress(held)
         for rel, source, size in files:
             offset = received.get(rel, 0)
             if offset >= size:
