@@ -56,8 +56,8 @@ def test_wait_status_raises_when_the_run_ends_otherwise(served):
 
 def test_unsupported_keywords_are_errors_that_name_them(served):
     client = served.client()
-    with pytest.raises(UnsupportedArgument, match="attached_resources"):
-        client.runs.new(command="true", attached_resources={"runs/1": "data"})
+    with pytest.raises(UnsupportedArgument, match="stop_conditions"):
+        client.runs.new(command="true", stop_conditions=["loss < 0.1"])
     with pytest.raises(UnsupportedArgument, match="colour"):
         client.runs.new(command="true", colour="red")
     assert client.runs.list() == []
@@ -80,3 +80,18 @@ def test_base_url_and_token_from_the_environment(served, monkeypatch):
     with pytest.raises(Exception) as info_:
         from_environment().runs.get(run.id)
     assert getattr(info_.value, "status_code", None) == 403
+
+
+def test_attached_resources_mount_like_spells_client(served):
+    client = served.client()
+    first = client.runs.new(command="echo 42 > answer.txt")
+    first.wait_status(client.runs.COMPLETE)
+    second = client.runs.new(
+        command="cat inputs/answer.txt",
+        attached_resources={"runs/1/answer.txt": "inputs/answer.txt"},
+    )
+    second.wait_status(client.runs.COMPLETE)
+    assert [e.text for e in second.logs() if not e.status_event] == ["42"]
+    assert second.raw["spec"]["mounts"] == [
+        {"resource": "runs/1/answer.txt", "path": "inputs/answer.txt"}
+    ]
