@@ -80,10 +80,14 @@ def transfer(label: str, client, data: Path, work: Path, base_up, base_down, bas
     drop(down_dir)
     b_up, b_down = base_up(), base_down()
     mb = size / 1e6
-    print(f"[{label}] upload {size >> 20} MiB: {up:.2f} s ({mb / up:.0f} MB/s); "
-          f"{base_name} {b_up:.2f} s ({mb / b_up:.0f} MB/s) -> {b_up / up:.2f}x {base_name}")
-    print(f"[{label}] download (spell cp): {down:.2f} s ({mb / down:.0f} MB/s); "
-          f"baseline {b_down:.2f} s ({mb / b_down:.0f} MB/s) -> {b_down / down:.2f}x baseline")
+    print(
+        f"[{label}] upload {size >> 20} MiB: {up:.2f} s ({mb / up:.0f} MB/s); "
+        f"{base_name} {b_up:.2f} s ({mb / b_up:.0f} MB/s) -> {b_up / up:.2f}x {base_name}"
+    )
+    print(
+        f"[{label}] download (spell cp): {down:.2f} s ({mb / down:.0f} MB/s); "
+        f"baseline {b_down:.2f} s ({mb / b_down:.0f} MB/s) -> {b_down / down:.2f}x baseline"
+    )
     client.resources.rm("uploads/bench")
 
 
@@ -108,8 +112,12 @@ def s3_transfers(work: Path, data: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    moto = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    moto = subprocess.Popen(
+        [str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     for line in moto.stdout:
         if "Running on" in line:
             break
@@ -119,9 +127,11 @@ def s3_transfers(work: Path, data: Path) -> None:
     s3 = s3fs.S3FileSystem(key="k", secret="s", endpoint_url=endpoint)
     s3.mkdir("bench-root")
     s3.mkdir("bench-direct")
-    client, env = server(work / "home-s3", SPELL_BACKEND="local",
-                         SPELL_FS_ROOT="s3://bench-root/team", **s3env)
+    client, env = server(
+        work / "home-s3", SPELL_BACKEND="local", SPELL_FS_ROOT="s3://bench-root/team", **s3env
+    )
     try:
+
         def put():
             return timed(lambda: s3.put(str(data), "bench-direct/data", recursive=True))
 
@@ -139,8 +149,11 @@ def s3_transfers(work: Path, data: Path) -> None:
 
 def mounting(work: Path, files: int, docker: bool) -> None:
     label = "docker (overlay)" if docker else "local (copies)"
-    env = {"SPELL_BACKEND": "docker", "SPELL_FRAMEWORKS": json.dumps({"default": BASE})} \
-        if docker else {"SPELL_BACKEND": "local"}
+    env = (
+        {"SPELL_BACKEND": "docker", "SPELL_FRAMEWORKS": json.dumps({"default": BASE})}
+        if docker
+        else {"SPELL_BACKEND": "local"}
+    )
     client, full = server(work / f"home-mount-{'docker' if docker else 'local'}", **env)
     try:
         many = work / "many"
@@ -161,8 +174,10 @@ def mounting(work: Path, files: int, docker: bool) -> None:
             run.wait_status("complete")
             times.setdefault(name, []).append(between(run, "machine_requested", "running"))
         one_t, many_t = min(times["one"]), min(times["many"])
-        print(f"[mount, {label}] submit->running: 1 file {one_t * 1000:.0f} ms, {files} files "
-              f"{many_t * 1000:.0f} ms -> {many_t / one_t:.2f}x")
+        print(
+            f"[mount, {label}] submit->running: 1 file {one_t * 1000:.0f} ms, {files} files "
+            f"{many_t * 1000:.0f} ms -> {many_t / one_t:.2f}x"
+        )
     finally:
         stop(full)
 
@@ -175,10 +190,13 @@ def saving(work: Path, size: int) -> None:
         run.wait_status("complete")
         save = between(run, "saving", "complete")
         src = work / "zero.bin"
-        subprocess.run(["head", "-c", f"{mib}M", "/dev/zero"], stdout=open(src, "wb"), check=True)
+        with open(src, "wb") as out:
+            subprocess.run(["head", "-c", f"{mib}M", "/dev/zero"], stdout=out, check=True)
         copy = timed(lambda: shutil.copyfile(src, work / "zero.copy"))
-        print(f"[save, local root] saving a {mib} MiB output: {save * 1000:.0f} ms "
-              f"(moved into runs/<id>); cp of the same file {copy * 1000:.0f} ms")
+        print(
+            f"[save, local root] saving a {mib} MiB output: {save * 1000:.0f} ms "
+            f"(moved into runs/<id>); cp of the same file {copy * 1000:.0f} ms"
+        )
     finally:
         stop(env)
 
