@@ -265,6 +265,17 @@ class RunEngine(LoggingConfigurable):
         del self._tasks[key]
         return future
 
+    def _failed(self, run_id: int, done: Future, expected: type, what: str, final: Status) -> bool:
+        """End the run in `final` if its background work failed (the error in its log)."""
+        error = done.exception()
+        if error is None:
+            return False
+        message = str(error) if isinstance(error, expected) else repr(error)
+        self.store.add_status_note(run_id, f"{what}: {message}")
+        self.store.set_status(run_id, final, what)
+        self._cleanup(run_id, None)
+        return True
+
     def _check_out_code(self, run: ActiveRun) -> bool:
         """Unpack (or clone) the run's code into its working folder: True once it is there."""
         code = run.spec.code
@@ -276,12 +287,7 @@ class RunEngine(LoggingConfigurable):
         done = self._in_background(run.id, "code", lambda: check_out(code, dest, self.fs.read_blob))
         if done is None:
             return False
-        error = done.exception()
-        if error is not None:
-            message = str(error) if isinstance(error, CodeFailed) else repr(error)
-            self.store.add_status_note(run.id, f"Code sync failed: {message}")
-            self.store.set_status(run.id, Status.BUILD_FAILED, "Could not get the run's code")
-            self._cleanup(run.id, None)
+        if self._failed(run.id, done, CodeFailed, "Code sync failed", Status.BUILD_FAILED):
             return False
         commit, warnings = done.result()
         for warning in warnings:
@@ -304,12 +310,7 @@ class RunEngine(LoggingConfigurable):
         )
         if done is None:
             return None
-        error = done.exception()
-        if error is not None:
-            message = str(error) if isinstance(error, MountFailed) else repr(error)
-            self.store.add_status_note(run.id, f"Mount failed: {message}")
-            self.store.set_status(run.id, Status.MOUNT_FAILED, "Mount failed")
-            self._cleanup(run.id, None)
+        if self._failed(run.id, done, MountFailed, "Mount failed", Status.MOUNT_FAILED):
             return None
         requests = []
         for index, (mount, source) in enumerate(zip(run.spec.mounts, done.result(), strict=True)):
