@@ -59,8 +59,6 @@ class MountSources:
         info = target_fs.info(target)
         is_dir = info["type"] == "directory"
         listing = target_fs.find(target, detail=True) if is_dir else {target: info}
-        if is_dir and not listing and not target_fs.exists(target):
-            raise FileNotFoundError(resource)
         fingerprint = hashlib.sha256(
             json.dumps(
                 sorted(

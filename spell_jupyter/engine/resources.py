@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
@@ -225,8 +226,6 @@ def _size(path: Path) -> int:
 
 
 def _file_info(entry: dict) -> FileInfo:
-    from datetime import datetime, timezone
-
     mtime = entry.get("mtime")
     return FileInfo(
         path=entry["name"],
