@@ -35,3 +35,10 @@ class Forbidden(SpellError):
     """A request for something no one may do here (e.g. writing into runs/ or public/)."""
 
     status_code = 403
+
+
+class NotHere(SpellError):
+    """A same-host copy that cannot be made (another host or user, or a file that differs from
+    the one described): the client sends the bytes over HTTP instead."""
+
+    status_code = 412

@@ -12,11 +12,14 @@ from helpers import user_lines
 from spell_jupyter.client.errors import APIError
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "local-http", "s3"])
 def root_served(request, serve):
-    """A running server whose SpellFS root is a local folder, then a bucket on moto."""
+    """A running server whose SpellFS root is a local folder (files copied on disk for this
+    same-host client, then sent over HTTP as for any other), then a bucket on moto."""
     if request.param == "local":
         return serve()
+    if request.param == "local-http":
+        return serve(SPELL_LOCAL_COPIES="0")
     s3 = request.getfixturevalue("s3_server")
     bucket = s3.new_bucket(f"spell-{uuid.uuid4().hex[:12]}")
     return serve(SPELL_FS_ROOT=f"s3://{bucket}/team", **s3.env)
@@ -70,12 +73,13 @@ def test_upload_link_mount_and_remove_on_each_root(root_served, tmp_path):
     assert home.spell("ls", "uploads").stdout == ""
 
 
-def test_an_interrupted_upload_sends_only_the_rest(root_served, tmp_path):
+def test_an_interrupted_upload_sends_only_the_rest(root_served, tmp_path, monkeypatch):
     """The upload is cut off (as ^C would) after half its bytes; the same call again sends
     only what the server lacks, counted in bytes."""
     from spell_jupyter.client import resources as client_resources
 
-    client_resources.CHUNK = 64 << 10  # many requests, so half is a real cut
+    monkeypatch.setattr(client_resources, "CHUNK", 64 << 10)  # many requests: half is a real cut
+    monkeypatch.setattr(client_resources, "COPY_CHUNK", 64 << 10)
     data = make_dataset(tmp_path / "big", files=4, size=256 << 10)
     total = 4 * (256 << 10) + 4
     client = root_served.client()
@@ -96,18 +100,20 @@ def test_an_interrupted_upload_sends_only_the_rest(root_served, tmp_path):
     result = client.resources.upload(data, name="big")
     assert result.sent_bytes == total - first
     assert result.total_bytes == total
+    copies = root_served.env.get("SPELL_LOCAL_COPIES") != "0"  # on disk, for this same-host client
+    assert result.copied_bytes == (result.sent_bytes if copies else 0)
     dest = tmp_path / "back"
     client.resources.cp("uploads/big", dest)
     for name in ("part0.bin", "part3.bin", "sub/labels.csv"):
         assert (dest / "big" / name).read_bytes() == (data / name).read_bytes()
 
 
-def test_a_cli_upload_resumes_and_says_so(served, tmp_path):
+def test_a_cli_upload_resumes_and_says_so(served, tmp_path, monkeypatch):
     from spell_jupyter.client import resources as client_resources
 
     data = make_dataset(tmp_path / "d", files=2, size=100)
     client = served.client()
-    client_resources.CHUNK = 50
+    monkeypatch.setattr(client_resources, "COPY_CHUNK", 50)
 
     def stop(_n: int) -> None:
         raise KeyboardInterrupt

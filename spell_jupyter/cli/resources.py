@@ -80,6 +80,8 @@ def upload(name, compress, force, path):
         )
     resumed = total - result.sent_bytes
     note = f" (resumed: {human_size(resumed)} were already there)" if resumed else ""
+    if result.copied_bytes:
+        note += " (copied on this host's disk)"
     click.echo(
         f"✔ Uploaded {result.files} file{'s' if result.files != 1 else ''} "
         f"({human_size(result.total_bytes)}) to {result.path}{note}"

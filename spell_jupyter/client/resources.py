@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..fs.paths import BadPath, check_alias, check_upload_name, normalize
+from .errors import APIError
 from .transport import STREAM_TIMEOUT, quote_path, quote_segment
 
 if TYPE_CHECKING:
     from . import SpellClient
 
 CHUNK = 16 << 20  # bytes per upload request: an interrupted upload resends at most this much
+COPY_CHUNK = 256 << 20  # bytes per same-host copy request (nothing is sent: only progress)
 Progress = Callable[[int], None]  # called with the bytes each request carried
 
 
@@ -27,6 +30,7 @@ class UploadResult:
     total_bytes: int
     sent_bytes: int  # what this call sent (an interrupted upload resumes: less than total)
     files: int
+    copied_bytes: int = 0  # of sent_bytes, those the server copied on this host's disk
 
 
 class ResourcesService:
@@ -59,6 +63,15 @@ class ResourcesService:
             raise ValueError("give a SpellFS path to copy, such as runs/1")
         dest = Path(destination_directory)
         dest.mkdir(parents=True, exist_ok=True)
+        try:
+            listing = self._http.json("GET", f"local/{quote_path(clean)}", timeout=STREAM_TIMEOUT)
+        except APIError as exc:
+            if exc.status_code != 412:
+                raise
+        else:  # the server is on this host, as this user: copy its files on disk
+            copied = copy_listed(listing, dest, force, overwrite)
+            if copied is not None:
+                return copied
         response = self._http.request(
             "GET", f"download/{quote_path(clean)}", stream=True, timeout=STREAM_TIMEOUT
         )
@@ -92,7 +105,9 @@ class ResourcesService:
         """Upload a local file or folder to `uploads/<name>` (default: its own name).
 
         Resumable: run it again after an interruption and only what the server lacks is sent.
-        `force` replaces an upload of that name; `compress` gzips each request."""
+        `force` replaces an upload of that name; `compress` gzips each request. A server on this
+        host, running as this user, copies the files on disk instead (no bytes go over HTTP, so
+        there is nothing to compress)."""
         local = Path(path)
         if not local.exists():
             raise FileNotFoundError(f"{local} does not exist")
@@ -108,8 +123,9 @@ class ResourcesService:
             },
         )
         received: dict[str, int] = begun["received"]
+        copy = bool(begun.get("copy"))  # same host, same user: the server copies on disk
         total = sum(size for _, _, size in files)
-        sent = 0
+        sent = copied = 0
         held = sum(min(received.get(rel, 0), size) for rel, _, size in files)
         if progress and held:
             progress(held)
@@ -117,30 +133,52 @@ class ResourcesService:
             offset = received.get(rel, 0)
             if offset >= size:
                 continue
+            described = _describe(source) if copy else None
             with open(source, "rb") as f:
-                f.seek(offset)
                 while offset < size:
-                    data = f.read(min(CHUNK, size - offset))
-                    if not data:
-                        raise OSError(f"{source} shrank while it was being uploaded")
-                    body = gzip.compress(data, compresslevel=1) if compress else data
-                    headers = {"Content-Encoding": "gzip"} if compress else None
-                    self._http.json(
-                        "PUT",
-                        "uploads/chunk",
-                        params={"name": name, "path": rel, "offset": offset},
-                        content=body,
-                        headers=headers,
-                        timeout=STREAM_TIMEOUT,
-                    )
-                    offset += len(data)
-                    sent += len(data)
+                    if described is not None:
+                        length = min(COPY_CHUNK, size - offset)
+                        try:
+                            self._copy_chunk(name, rel, offset, length, described)
+                        except APIError as exc:
+                            if exc.status_code != 412:
+                                raise
+                            copy, described = False, None  # the server sees other files: send them
+                            continue
+                        copied += length
+                    else:
+                        f.seek(offset)
+                        length = self._send_chunk(
+                            name, rel, offset, f.read(min(CHUNK, size - offset)), compress, source
+                        )
+                    offset += length
+                    sent += length
                     if progress:
-                        progress(len(data))
+                        progress(length)
         done = self._http.json(
             "POST", "uploads/commit", json={"name": name, "force": force}, timeout=STREAM_TIMEOUT
         )
-        return UploadResult(done["path"], total, sent, len(files))
+        return UploadResult(done["path"], total, sent, len(files), copied)
+
+    def _send_chunk(
+        self, name: str, rel: str, offset: int, data: bytes, compress: bool, source: Path
+    ) -> int:
+        if not data:
+            raise OSError(f"{source} shrank while it was being uploaded")
+        body = gzip.compress(data, compresslevel=1) if compress else data
+        self._http.json(
+            "PUT",
+            "uploads/chunk",
+            params={"name": name, "path": rel, "offset": offset},
+            content=body,
+            headers={"Content-Encoding": "gzip"} if compress else None,
+            timeout=STREAM_TIMEOUT,
+        )
+        return len(data)
+
+    def _copy_chunk(self, name: str, rel: str, offset: int, length: int, source: dict) -> None:
+        body = {"name": name, "path": rel, "offset": offset, "length": length, "source": source}
+        self._http.json("POST", "uploads/copy", json=body, timeout=STREAM_TIMEOUT)
 
     def rm(self, path: str) -> None:
         """Remove an upload (or a file or folder in one); runs/ and public/ are read-only."""
@@ -183,6 +221,68 @@ def local_files(local: Path) -> list[tuple[str, Path, int]]:
     if not found:
         raise ValueError(f"{local} holds no files to upload")
     return found
+
+
+def copy_listed(
+    listing: dict, dest: Path, force: bool, overwrite: Callable[[Path], bool] | None
+) -> list[str] | None:
+    """Copy the files a server listed on this host's disk (GET local/PATH) into `dest` as the
+    download's tar would have extracted them; None, with nothing written, when this process
+    sees other files at those paths (another mount namespace)."""
+    root = Path(listing["root"])
+    entries = listing["entries"]
+    for entry in entries:
+        try:
+            if os.lstat(root / entry["path"]).st_ino != entry["inode"]:
+                return None
+        except OSError:
+            return None
+    top = dest / listing["name"]
+    written: list[str] = []
+    for entry in entries:
+        source, target = root / entry["path"], top / entry["path"]
+        if entry["type"] == "directory":
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry["type"] == "link":
+            _check_link(target, entry["target"], dest)
+            target.unlink(missing_ok=True)
+            target.symlink_to(entry["target"])
+            continue
+        if target.exists() and not force:
+            if overwrite is None:
+                raise FileExistsError(
+                    f"{target} exists: use force=True (spell cp -f) to overwrite it"
+                )
+            if not overwrite(target):
+                continue
+        shutil.copyfile(source, target)  # sendfile: the bytes stay in the kernel
+        os.chmod(target, _data_mode(entry["mode"]))
+        os.utime(target, (entry["mtime"], entry["mtime"]))
+        written.append(os.fspath(target))
+    return written
+
+
+def _data_mode(mode: int) -> int:
+    """A file's mode as tarfile's "data" filter extracts it (no setuid, no group/other write)."""
+    mode = (mode & 0o755) | 0o600
+    return mode if mode & 0o100 else mode & ~0o111
+
+
+def _check_link(link: Path, target: str, dest: Path) -> None:
+    """Refuse links that leave the destination, as tarfile's "data" filter does."""
+    real_dest = os.path.realpath(dest)
+    resolved = os.path.realpath(os.path.join(link.parent, target))
+    if os.path.isabs(target) or os.path.commonpath([real_dest, resolved]) != real_dest:
+        raise ValueError(f"{link} would link to {target!r}, which is outside the destination")
+
+
+def _describe(source: Path) -> dict:
+    """A local file as a server on this host can check it: real path, inode, mtime."""
+    real = os.path.realpath(source)
+    found = os.stat(real)
+    return {"path": real, "inode": found.st_ino, "mtime_ns": found.st_mtime_ns}
 
 
 def _checked(path: str) -> str:

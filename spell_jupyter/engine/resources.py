@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import posixpath
 import shutil
 import threading
 from collections.abc import Iterator
@@ -15,10 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import Conflict, Forbidden, InvalidInput, NotFound
+from ..errors import Conflict, Forbidden, InvalidInput, NotFound, NotHere
 from ..fs.paths import BadPath, check_upload_name
 from ..fs.spellfs import ReadOnlyPath, SpellFileSystem
 from ..models import FileInfo, check_relative_path
+from .local_copies import LocalSource, copy_range, tree
 
 MAX_CODE_BLOB = 512 << 20  # bytes of one code archive or patch
 MAX_CHUNK = 64 << 20  # bytes of one upload request
@@ -48,6 +50,7 @@ class ResourceService:
         self.fs = fs
         self.staging_root = staging_root
         self._lock = threading.Lock()
+        self._upload_locks: dict[str, threading.Lock] = {}
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -65,6 +68,17 @@ class ResourceService:
     def write_tar(self, path: str, out: BinaryIO) -> None:
         with spellfs_errors():
             self.fs.write_tar(path, out)
+
+    def local_tree(self, path: str) -> dict:
+        """Where `path` lies on this host's disk, file by file, for a same-host copy: {name (as
+        a download's tar names it), root (absolute), entries (see local_copies.tree)}."""
+        self.check_path(path)
+        with spellfs_errors():
+            clean = self.fs.clean(path)
+            local = self.fs.local_path(clean)
+        if local is None:
+            raise NotHere(f"{clean} is not on this server's disk (its SpellFS root is remote)")
+        return {"name": posixpath.basename(clean), "root": str(local), "entries": tree(local)}
 
     # -- changing ---------------------------------------------------------------------------------
 
@@ -99,7 +113,7 @@ class ResourceService:
             if self.fs.exists(f"uploads/{name}") and not force:
                 raise FileExistsError(f"uploads/{name} exists: use --force to replace it")
         staging = self._staging(name)
-        with self._lock:
+        with self._lock_of(staging):
             manifest = staging / "manifest.json"
             before = json.loads(manifest.read_text()) if manifest.exists() else {}
             data = staging / "data"
@@ -108,19 +122,13 @@ class ResourceService:
                     _part(data, rel).unlink(missing_ok=True)
             data.mkdir(parents=True, exist_ok=True)
             manifest.write_text(json.dumps(declared))
-        received = {rel: _size(_part(data, rel)) for rel in declared}
+            received = {rel: _size(_part(data, rel)) for rel in declared}
         return {"name": name, "received": received}
 
     def upload_chunk(
         self, name: str, rel: str, offset: int, body: bytes, encoding: str | None = None
     ) -> int:
         """Write bytes at `offset` of one declared file; returns how many it now holds."""
-        name = self._upload_name(name)
-        staging = self._staging(name)
-        declared = self._manifest(staging, name)
-        rel = self._rel(rel)
-        if rel not in declared:
-            raise InvalidInput(f"{rel or name!r} was not declared when the upload began")
         if encoding == "gzip":
             try:
                 body = gzip.decompress(body)
@@ -128,17 +136,49 @@ class ResourceService:
                 raise InvalidInput(f"the chunk is not valid gzip: {exc}") from None
         elif encoding not in (None, "", "identity"):
             raise InvalidInput(f"unsupported Content-Encoding {encoding!r}: use gzip")
+        with self._part_at(name, rel, offset, len(body)) as part, open(part, "ab") as f:
+            f.write(body)
+        return offset + len(body)
+
+    def copy_into_upload(
+        self, name: str, rel: str, offset: int, length: int, source: LocalSource
+    ) -> int:
+        """Copy `length` bytes at `offset` of a file on this host (a client's, seen by this
+        server as it was described) into a declared file; returns how many it now holds."""
+        with self._part_at(name, rel, offset, length) as part:
+            fd = source.open()
+            out = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.lseek(out, offset, os.SEEK_SET)
+                copy_range(fd, out, offset, length)
+            finally:
+                os.close(fd)
+                os.close(out)
+        return offset + length
+
+    @contextlib.contextmanager
+    def _part_at(self, name: str, rel: str, offset: int, length: int) -> Iterator[Path]:
+        """The staged part of a declared file, locked, once `offset` is what it holds and
+        `length` more bytes fit what was declared."""
+        name = self._upload_name(name)
+        staging = self._staging(name)
+        declared = self._manifest(staging, name)
+        rel = self._rel(rel)
+        if rel not in declared:
+            raise InvalidInput(f"{rel or name!r} was not declared when the upload began")
         part = _part(staging / "data", rel)
-        with self._lock:
+        with self._lock_of(staging):
             held = _size(part)
             if offset != held:
                 raise Conflict(f"this server holds {held} bytes of {rel or name!r}, not {offset}")
-            if held + len(body) > declared[rel]:
+            if held + length > declared[rel]:
                 raise InvalidInput(f"{rel or name!r} is larger than the {declared[rel]} declared")
             part.parent.mkdir(parents=True, exist_ok=True)
-            with open(part, "ab") as f:
-                f.write(body)
-            return held + len(body)
+            yield part
+
+    def _lock_of(self, staging: Path) -> threading.Lock:
+        with self._lock:
+            return self._upload_locks.setdefault(staging.name, threading.Lock())
 
     def commit_upload(self, name: str, force: bool = False) -> str:
         """Move a complete staged upload to uploads/<name>."""

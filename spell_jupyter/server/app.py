@@ -76,6 +76,16 @@ class SpellJupyter(ExtensionApp):
         "them an error, so every run is exactly a commit",
     ).tag(config=True)
 
+    local_copies = Bool(
+        True,
+        help="Copy files on disk, not over HTTP, for clients on this host running as this "
+        "server's user (`spell upload`, `spell cp`); env SPELL_LOCAL_COPIES=0 turns it off",
+    ).tag(config=True)
+
+    @default("local_copies")
+    def _default_local_copies(self) -> bool:
+        return os.environ.get("SPELL_LOCAL_COPIES", "1").strip().lower() not in ("0", "false", "no")
+
     backend = Unicode(
         help="What runs commands: 'auto' (Docker if it answers, else local processes), "
         "'docker', 'local', or a Backend class as 'module.Class' (env SPELL_BACKEND; "
@@ -166,7 +176,10 @@ class SpellJupyter(ExtensionApp):
             allow_uncommitted_changes=self.allow_uncommitted_changes,
         )
         self.settings.update(
-            spell_service=self.service, spell_resources=resources, spell_engine=self.engine
+            spell_service=self.service,
+            spell_resources=resources,
+            spell_engine=self.engine,
+            spell_local_copies=self.local_copies,
         )
         self.engine.start()
         if self.server_info is not None:

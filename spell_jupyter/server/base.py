@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from tornado import web
 
 from ..engine import ResourceService, RunService
-from ..errors import SpellError
+from ..errors import NotHere, SpellError
+from .peer import is_same_user_here
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -58,6 +59,20 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
     @property
     def resources(self) -> ResourceService:
         return self.settings["spell_resources"]
+
+    def is_local_peer(self) -> bool:
+        """Whether the client runs on this host as this server's user, and same-host copies are
+        allowed (SpellJupyter.local_copies)."""
+        if not self.settings.get("spell_local_copies", False):
+            return False
+        stream = getattr(self.request.connection, "stream", None)
+        return is_same_user_here(getattr(stream, "socket", None))
+
+    def require_local_peer(self) -> None:
+        if not self.is_local_peer():
+            raise NotHere(
+                "same-host copies are for clients on this server's host, running as its user"
+            )
 
     def json_body(self) -> dict:
         try:

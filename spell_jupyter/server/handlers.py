@@ -17,10 +17,12 @@ from .resource_handlers import (
     DownloadHandler,
     LinkHandler,
     LinksHandler,
+    LocalTreeHandler,
     ResourceHandler,
     ResourcesHandler,
     UploadChunkHandler,
     UploadCommitHandler,
+    UploadCopyHandler,
     UploadsHandler,
 )
 
@@ -183,8 +185,10 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/resources", ResourcesHandler),
     ("/resources/{path}", ResourceHandler),
     ("/download/{path}", DownloadHandler),
+    ("/local/{path}", LocalTreeHandler),
     ("/uploads", UploadsHandler),
     ("/uploads/chunk", UploadChunkHandler),
+    ("/uploads/copy", UploadCopyHandler),
     ("/uploads/commit", UploadCommitHandler),
     ("/links", LinksHandler),
     ("/links/{alias}", LinkHandler),

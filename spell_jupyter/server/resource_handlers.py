@@ -9,6 +9,7 @@ import threading
 
 from tornado.iostream import StreamClosedError
 
+from ..engine.local_copies import LocalSource
 from ..errors import InvalidInput
 from .base import SpellHandler, api
 
@@ -97,6 +98,16 @@ class DownloadHandler(SpellHandler):
         self.finish()
 
 
+class LocalTreeHandler(SpellHandler):
+    """Where a SpellFS file or folder lies on this host's disk, file by file, for a client on
+    this host (as this server's user) to copy itself; 412 for any other client."""
+
+    @api
+    async def get(self, path: str):
+        self.require_local_peer()
+        self.finish(await asyncio.to_thread(self.resources.local_tree, path))
+
+
 class UploadsHandler(SpellHandler):
     """Begin (or resume) an upload: {name, files: [{path, size}], force}."""
 
@@ -106,9 +117,8 @@ class UploadsHandler(SpellHandler):
         name = body.get("name")
         if not isinstance(name, str):
             raise InvalidInput("an upload needs a name")
-        self.finish(
-            self.resources.begin_upload(name, body.get("files"), bool(body.get("force", False)))
-        )
+        begun = self.resources.begin_upload(name, body.get("files"), bool(body.get("force", False)))
+        self.finish({**begun, "copy": self.is_local_peer()})
 
 
 class UploadChunkHandler(SpellHandler):
@@ -122,6 +132,27 @@ class UploadChunkHandler(SpellHandler):
         encoding = self.request.headers.get("Content-Encoding")
         held = await asyncio.to_thread(
             self.resources.upload_chunk, name, rel, offset, self.request.body, encoding
+        )
+        self.finish({"received": held})
+
+
+class UploadCopyHandler(SpellHandler):
+    """POST {name, path, offset, length, source: {path, inode, mtime_ns}}: copy bytes of a file on
+    this host into an upload (clients on this host, as this server's user; else 412)."""
+
+    @api
+    async def post(self):
+        self.require_local_peer()
+        body = self.json_body()
+        name, rel = body.get("name"), body.get("path", "")
+        offset, length = body.get("offset"), body.get("length")
+        if not (isinstance(name, str) and isinstance(rel, str)):
+            raise InvalidInput("a copy names its upload and file: {name, path}")
+        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0 and length > 0):
+            raise InvalidInput("a copy gives a byte range: {offset: int >= 0, length: int > 0}")
+        source = LocalSource.parse(body.get("source"))
+        held = await asyncio.to_thread(
+            self.resources.copy_into_upload, name, rel, offset, length, source
         )
         self.finish({"received": held})
 
