@@ -118,38 +118,54 @@ def test_cp_refuses_a_link_out_of_the_destination_either_way(transfer, tmp_path)
 def test_a_copy_request_is_checked_and_changes_nothing_when_refused(served, tmp_path):
     client = served.client()
     http = client.transport
-    source = tmp_path / "w.bin"
-    source.write_bytes(b"x" * 10)
-    found = source.stat()
-    good = {"path": str(source), "inode": found.st_ino, "mtime_ns": found.st_mtime_ns}
+    sources = {}
+    for rel in ("a", "b"):
+        (tmp_path / rel).write_bytes(rel.encode() * 10)
+        found = (tmp_path / rel).stat()
+        sources[rel] = {
+            "path": str(tmp_path / rel),
+            "inode": found.st_ino,
+            "mtime_ns": found.st_mtime_ns,
+        }
 
-    def copy(status: int, message: str, **changes):
-        body = {"name": "w", "path": "", "offset": 0, "length": 10, "source": good, **changes}
+    def ranges(**changes):
+        """Both files whole; `changes` alter the range of b."""
+        a = {"path": "a", "offset": 0, "length": 10, "source": sources["a"]}
+        return [a, {"path": "b", "offset": 0, "length": 10, "source": sources["b"], **changes}]
+
+    def refused(status: int, message: str, files=None, **changes):
+        body = {"name": "w", "files": ranges(**changes) if files is None else files}
         with pytest.raises(APIError) as info:
             http.json("POST", "uploads/copy", json=body)
         assert info.value.status_code == status and message in info.value.message, info.value
 
-    copy(404, "no upload of 'w' has begun")
-    begun = http.json("POST", "uploads", json={"name": "w", "files": [{"path": "", "size": 10}]})
-    assert begun["copy"] is True and begun["received"] == {"": 0}
-    copy(400, "a local source is", source={"path": str(source)})
-    copy(400, "is absolute", source={**good, "path": "w.bin"})
-    copy(400, "a byte range", length=0)
-    copy(400, "larger than the 10 declared", length=11)
-    copy(409, "holds 0 bytes", offset=5)
-    copy(412, "not the file the client described", source={**good, "inode": found.st_ino + 1})
-    copy(412, "not the file the client described", source={**good, "path": str(tmp_path)})
-    copy(412, "cannot open", source={**good, "path": str(tmp_path / "gone")})
+    refused(404, "no upload of 'w' has begun")
+    declared = [{"path": "a", "size": 10}, {"path": "b", "size": 10}]
+    begun = http.json("POST", "uploads", json={"name": "w", "files": declared})
+    assert begun["copy"] is True and begun["received"] == {"a": 0, "b": 0}
+    refused(400, "names its upload and files", files=[])
+    refused(400, "at most once", path="a")
+    refused(400, "a local source is", source={"path": "/x"})
+    refused(400, "is absolute", source={**sources["b"], "path": "b"})
+    refused(400, "a byte range", length=0)
+    refused(400, "larger than the 10 declared", length=11)
+    refused(400, "was not declared", path="c")
+    refused(409, "holds 0 bytes", offset=5)
+    refused(
+        412,
+        "not the file the client described",
+        source={**sources["b"], "inode": sources["b"]["inode"] + 1},
+    )
+    refused(412, "not the file the client described", source={**sources["b"], "path": "/tmp"})
+    refused(412, "cannot open", source={**sources["b"], "path": str(tmp_path / "gone")})
+    again = http.json("POST", "uploads", json={"name": "w", "files": declared})
+    assert again["received"] == {"a": 0, "b": 0}  # no refused batch copied any of its files
     with pytest.raises(APIError, match="does not exist"):
         client.resources.ls("uploads/w")
-    assert (
-        http.json(
-            "POST", "uploads/copy", json={"name": "w", "offset": 0, "length": 10, "source": good}
-        )["received"]
-        == 10
-    )
+    done = http.json("POST", "uploads/copy", json={"name": "w", "files": ranges()})
+    assert done["received"] == {"a": 10, "b": 10}
     assert http.json("POST", "uploads/commit", json={"name": "w"})["path"] == "uploads/w"
-    assert client.resources.ls("uploads/w")[0]["size"] == 10
+    assert (served.path / "fs" / "uploads" / "w" / "b").read_bytes() == b"b" * 10
     with pytest.raises(APIError) as info:
         http.json("GET", "local/runs/99")
     assert info.value.status_code == 404
@@ -255,7 +271,7 @@ def test_a_client_seeing_other_files_at_the_same_paths_falls_back_to_http(serve,
     )
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
-    assert answer["copied"] == 300_000  # part0.bin, before the server saw another part1.bin
+    assert answer["copied"] == 0  # the server copies none of a batch it cannot check whole
     assert answer["sent"] == 300_000 + len(b"the client's view") + 18 + 4
     assert (tmp_path / "root" / "uploads" / "ns" / "part1.bin").read_bytes() == b"the client's view"
     assert (tmp_path / "back" / "ns" / "part1.bin").read_bytes() == b"the client's view"

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from . import SpellClient
 
 CHUNK = 16 << 20  # bytes per upload request: an interrupted upload resends at most this much
-COPY_CHUNK = 256 << 20  # bytes per same-host copy request (nothing is sent: only progress)
+TAR_BLOCK = 4 << 20  # bytes per read of a download's tar
+COPY_CHUNK = 256 << 20  # bytes of one file per same-host copy request (progress between)
+COPY_BATCH = 4  # files per same-host copy request: the server copies them at once
 Progress = Callable[[int], None]  # called with the bytes each request carried
 
 
@@ -78,7 +80,12 @@ class ResourcesService:
         written: list[str] = []
         with (
             response,
-            tarfile.open(fileobj=io.BufferedReader(response.raw, 1 << 20), mode="r|") as tar,
+            tarfile.open(
+                fileobj=io.BufferedReader(response.raw, TAR_BLOCK),
+                mode="r|",
+                bufsize=TAR_BLOCK,
+                copybufsize=TAR_BLOCK,
+            ) as tar,
         ):
             for member in tar:
                 target = dest / member.name
@@ -113,44 +120,35 @@ class ResourcesService:
             raise FileNotFoundError(f"{local} does not exist")
         name = _upload_name(name if name is not None else local.resolve().name)
         files = local_files(local)
-        begun = self._http.json(
-            "POST",
-            "uploads",
-            json={
-                "name": name,
-                "force": force,
-                "files": [{"path": rel, "size": size} for rel, _, size in files],
-            },
-        )
+        declaration = {
+            "name": name,
+            "force": force,
+            "files": [{"path": rel, "size": size} for rel, _, size in files],
+        }
+        begun = self._http.json("POST", "uploads", json=declaration)
         received: dict[str, int] = begun["received"]
-        copy = bool(begun.get("copy"))  # same host, same user: the server copies on disk
         total = sum(size for _, _, size in files)
-        sent = copied = 0
         held = sum(min(received.get(rel, 0), size) for rel, _, size in files)
         if progress and held:
             progress(held)
+        copied = 0
+        if begun.get("copy"):  # same host, same user: the server copies on disk
+            copied = self._copy_files(name, files, received, progress)
+            if copied < total - held:  # it sees other files than this process: send the rest
+                received = self._http.json("POST", "uploads", json=declaration)["received"]
+            else:
+                received = {rel: size for rel, _, size in files}
+        sent = copied
         for rel, source, size in files:
             offset = received.get(rel, 0)
             if offset >= size:
                 continue
-            described = _describe(source) if copy else None
             with open(source, "rb") as f:
+                f.seek(offset)
                 while offset < size:
-                    if described is not None:
-                        length = min(COPY_CHUNK, size - offset)
-                        try:
-                            self._copy_chunk(name, rel, offset, length, described)
-                        except APIError as exc:
-                            if exc.status_code != 412:
-                                raise
-                            copy, described = False, None  # the server sees other files: send them
-                            continue
-                        copied += length
-                    else:
-                        f.seek(offset)
-                        length = self._send_chunk(
-                            name, rel, offset, f.read(min(CHUNK, size - offset)), compress, source
-                        )
+                    length = self._send_chunk(
+                        name, rel, offset, f.read(min(CHUNK, size - offset)), compress, source
+                    )
                     offset += length
                     sent += length
                     if progress:
@@ -176,9 +174,48 @@ class ResourcesService:
         )
         return len(data)
 
-    def _copy_chunk(self, name: str, rel: str, offset: int, length: int, source: dict) -> None:
-        body = {"name": name, "path": rel, "offset": offset, "length": length, "source": source}
-        self._http.json("POST", "uploads/copy", json=body, timeout=STREAM_TIMEOUT)
+    def _copy_files(
+        self,
+        name: str,
+        files: list[tuple[str, Path, int]],
+        received: dict[str, int],
+        progress: Progress | None,
+    ) -> int:
+        """Have the server copy what it lacks of `files` on disk, COPY_BATCH files a request;
+        the bytes copied, short of what was missing when the server sees other files."""
+        pending = {
+            rel: [received.get(rel, 0), size, _describe(source)]
+            for rel, source, size in files
+            if received.get(rel, 0) < size
+        }
+        copied = 0
+        while pending:
+            batch = [
+                {
+                    "path": rel,
+                    "offset": offset,
+                    "length": min(COPY_CHUNK, size - offset),
+                    "source": described,
+                }
+                for rel, (offset, size, described) in list(pending.items())[:COPY_BATCH]
+            ]
+            try:
+                body = {"name": name, "files": batch}
+                self._http.json("POST", "uploads/copy", json=body, timeout=STREAM_TIMEOUT)
+            except APIError as exc:
+                if exc.status_code == 412:
+                    return copied
+                raise
+            for item in batch:
+                state = pending[item["path"]]
+                state[0] += item["length"]
+                if state[0] >= state[1]:
+                    del pending[item["path"]]
+            moved = sum(item["length"] for item in batch)
+            copied += moved
+            if progress:
+                progress(moved)
+        return copied
 
     def rm(self, path: str) -> None:
         """Remove an upload (or a file or folder in one); runs/ and public/ are read-only."""

@@ -58,6 +58,25 @@ class LocalSource:
         return fd
 
 
+@dataclass(frozen=True)
+class CopyRange:
+    """`length` bytes at `offset` of a client's file, for the upload's file `path`."""
+
+    path: str
+    offset: int
+    length: int
+    source: LocalSource
+
+    @classmethod
+    def parse(cls, data: object) -> CopyRange:
+        if not isinstance(data, dict) or not isinstance(data.get("path", ""), str):
+            raise InvalidInput("each file of a copy is {path, offset, length, source}")
+        offset, length = data.get("offset"), data.get("length")
+        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0 and length > 0):
+            raise InvalidInput("a copy gives a byte range: {offset: int >= 0, length: int > 0}")
+        return cls(data.get("path", ""), offset, length, LocalSource.parse(data.get("source")))
+
+
 def copy_range(source: int, dest: int, offset: int, length: int) -> None:
     """Append `length` bytes of `source` from `offset` to `dest` (in-kernel where it can)."""
     end = offset + length

@@ -12,6 +12,7 @@ import posixpath
 import shutil
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
@@ -20,10 +21,11 @@ from ..errors import Conflict, Forbidden, InvalidInput, NotFound, NotHere
 from ..fs.paths import BadPath, check_upload_name
 from ..fs.spellfs import ReadOnlyPath, SpellFileSystem
 from ..models import FileInfo, check_relative_path
-from .local_copies import LocalSource, copy_range, tree
+from .local_copies import CopyRange, copy_range, tree
 
 MAX_CODE_BLOB = 512 << 20  # bytes of one code archive or patch
 MAX_CHUNK = 64 << 20  # bytes of one upload request
+COPY_THREADS = 4  # files of one same-host copy request copied at once
 
 
 @contextlib.contextmanager
@@ -136,45 +138,52 @@ class ResourceService:
                 raise InvalidInput(f"the chunk is not valid gzip: {exc}") from None
         elif encoding not in (None, "", "identity"):
             raise InvalidInput(f"unsupported Content-Encoding {encoding!r}: use gzip")
-        with self._part_at(name, rel, offset, len(body)) as part, open(part, "ab") as f:
-            f.write(body)
-        return offset + len(body)
-
-    def copy_into_upload(
-        self, name: str, rel: str, offset: int, length: int, source: LocalSource
-    ) -> int:
-        """Copy `length` bytes at `offset` of a file on this host (a client's, seen by this
-        server as it was described) into a declared file; returns how many it now holds."""
-        with self._part_at(name, rel, offset, length) as part:
-            fd = source.open()
-            out = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
-            try:
-                os.lseek(out, offset, os.SEEK_SET)
-                copy_range(fd, out, offset, length)
-            finally:
-                os.close(fd)
-                os.close(out)
-        return offset + length
-
-    @contextlib.contextmanager
-    def _part_at(self, name: str, rel: str, offset: int, length: int) -> Iterator[Path]:
-        """The staged part of a declared file, locked, once `offset` is what it holds and
-        `length` more bytes fit what was declared."""
         name = self._upload_name(name)
         staging = self._staging(name)
+        with self._lock_of(staging):
+            part = self._part_at(staging, name, rel, offset, len(body))
+            with open(part, "ab") as f:
+                f.write(body)
+        return offset + len(body)
+
+    def copy_into_upload(self, name: str, ranges: list[CopyRange]) -> dict[str, int]:
+        """Copy byte ranges of files on this host (a client's, each checked to be the file it
+        described) into declared files of an upload, several at once; nothing is copied unless
+        every range can be. Answers how many bytes each of those files now holds."""
+        name = self._upload_name(name)
+        staging = self._staging(name)
+        rels = [self._rel(r.path) for r in ranges]
+        if len(set(rels)) != len(rels):
+            raise InvalidInput("a copy names each file of the upload at most once")
+        with self._lock_of(staging), contextlib.ExitStack() as opened:
+            jobs = []
+            for r in ranges:
+                part = self._part_at(staging, name, r.path, r.offset, r.length)
+                source = r.source.open()
+                opened.callback(os.close, source)
+                dest = os.open(part, os.O_WRONLY | os.O_CREAT, 0o644)
+                opened.callback(os.close, dest)
+                os.lseek(dest, r.offset, os.SEEK_SET)
+                jobs.append((source, dest, r.offset, r.length))
+            with ThreadPoolExecutor(min(len(jobs), COPY_THREADS) or 1) as pool:
+                list(pool.map(lambda job: copy_range(*job), jobs))
+        return {rel: r.offset + r.length for rel, r in zip(rels, ranges, strict=True)}
+
+    def _part_at(self, staging: Path, name: str, rel: str, offset: int, length: int) -> Path:
+        """The staged part of a declared file, once `offset` is what it holds and `length` more
+        bytes fit what was declared (the caller holds the upload's lock)."""
         declared = self._manifest(staging, name)
         rel = self._rel(rel)
         if rel not in declared:
             raise InvalidInput(f"{rel or name!r} was not declared when the upload began")
         part = _part(staging / "data", rel)
-        with self._lock_of(staging):
-            held = _size(part)
-            if offset != held:
-                raise Conflict(f"this server holds {held} bytes of {rel or name!r}, not {offset}")
-            if held + length > declared[rel]:
-                raise InvalidInput(f"{rel or name!r} is larger than the {declared[rel]} declared")
-            part.parent.mkdir(parents=True, exist_ok=True)
-            yield part
+        held = _size(part)
+        if offset != held:
+            raise Conflict(f"this server holds {held} bytes of {rel or name!r}, not {offset}")
+        if held + length > declared[rel]:
+            raise InvalidInput(f"{rel or name!r} is larger than the {declared[rel]} declared")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        return part
 
     def _lock_of(self, staging: Path) -> threading.Lock:
         with self._lock:

@@ -10,7 +10,6 @@ checked by `paths.split`; on a local root no path may resolve (symlinks included
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import posixpath
 import shutil
@@ -28,6 +27,7 @@ from fsspec.spec import AbstractFileSystem
 from .paths import NAMESPACES, WRITABLE, BadPath, check_alias, normalize, run_path
 
 META = ".spell"  # beside the namespaces on the root: links and code blobs
+TAR_BLOCK = 4 << 20  # bytes per read of a file written into a tar
 PROTOCOL = "spell"
 
 
@@ -403,7 +403,13 @@ class SpellFileSystem(AbstractFileSystem):
         info = self.info(clean)  # FileNotFoundError before any byte is written
         target_fs, target, _ = self._resolve(clean)
         arcname = posixpath.basename(clean) or "spellfs"
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(
+            fileobj=out,
+            mode="w|",
+            format=tarfile.PAX_FORMAT,
+            bufsize=TAR_BLOCK,
+            copybufsize=TAR_BLOCK,
+        ) as tar:
             if isinstance(target_fs, LocalFileSystem):
                 tar.add(target, arcname=arcname, recursive=True)
                 return
@@ -448,7 +454,7 @@ def _add_remote(tar: tarfile.TarFile, fs: AbstractFileSystem, name: str, arc: st
     member.size = int(info.get("size") or 0)
     member.mode = 0o644
     with fs.open(name, "rb") as stream:
-        tar.addfile(member, io.BufferedReader(stream, 1 << 20))
+        tar.addfile(member, stream)
 
 
 def _open_root(url: str, options: dict[str, Any]) -> tuple[AbstractFileSystem, str]:

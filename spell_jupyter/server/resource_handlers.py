@@ -9,7 +9,7 @@ import threading
 
 from tornado.iostream import StreamClosedError
 
-from ..engine.local_copies import LocalSource
+from ..engine.local_copies import CopyRange
 from ..errors import InvalidInput
 from .base import SpellHandler, api
 
@@ -137,23 +137,19 @@ class UploadChunkHandler(SpellHandler):
 
 
 class UploadCopyHandler(SpellHandler):
-    """POST {name, path, offset, length, source: {path, inode, mtime_ns}}: copy bytes of a file on
-    this host into an upload (clients on this host, as this server's user; else 412)."""
+    """POST {name, files: [{path, offset, length, source: {path, inode, mtime_ns}}]}: copy byte
+    ranges of files on this host into an upload (clients on this host, as this server's user;
+    412 for any other, or when a source is not the file described)."""
 
     @api
     async def post(self):
         self.require_local_peer()
         body = self.json_body()
-        name, rel = body.get("name"), body.get("path", "")
-        offset, length = body.get("offset"), body.get("length")
-        if not (isinstance(name, str) and isinstance(rel, str)):
-            raise InvalidInput("a copy names its upload and file: {name, path}")
-        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0 and length > 0):
-            raise InvalidInput("a copy gives a byte range: {offset: int >= 0, length: int > 0}")
-        source = LocalSource.parse(body.get("source"))
-        held = await asyncio.to_thread(
-            self.resources.copy_into_upload, name, rel, offset, length, source
-        )
+        name, files = body.get("name"), body.get("files")
+        if not isinstance(name, str) or not isinstance(files, list) or not files:
+            raise InvalidInput("a copy names its upload and files: {name, files: [...]}")
+        ranges = [CopyRange.parse(item) for item in files]
+        held = await asyncio.to_thread(self.resources.copy_into_upload, name, ranges)
         self.finish({"received": held})
 
 
