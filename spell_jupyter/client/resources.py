@@ -8,6 +8,7 @@ import os
 import shutil
 import tarfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -275,7 +276,7 @@ def copy_listed(
         except OSError:
             return None
     top = dest / listing["name"]
-    written: list[str] = []
+    chosen: list[tuple[Path, Path, dict]] = []
     for entry in entries:
         source, target = root / entry["path"], top / entry["path"]
         if entry["type"] == "directory":
@@ -294,11 +295,16 @@ def copy_listed(
                 )
             if not overwrite(target):
                 continue
-        shutil.copyfile(source, target)  # sendfile: the bytes stay in the kernel
-        os.chmod(target, _data_mode(entry["mode"]))
-        os.utime(target, (entry["mtime"], entry["mtime"]))
-        written.append(os.fspath(target))
-    return written
+        chosen.append((source, target, entry))
+    with ThreadPoolExecutor(COPY_BATCH) as pool:  # sendfile releases the GIL: copies overlap
+        return list(pool.map(lambda job: _copy_file(*job), chosen))
+
+
+def _copy_file(source: Path, target: Path, entry: dict) -> str:
+    shutil.copyfile(source, target)  # sendfile: the bytes stay in the kernel
+    os.chmod(target, _data_mode(entry["mode"]))
+    os.utime(target, (entry["mtime"], entry["mtime"]))
+    return os.fspath(target)
 
 
 def _data_mode(mode: int) -> int:
