@@ -79,7 +79,9 @@ class SpellJupyter(ExtensionApp):
     local_copies = Bool(
         True,
         help="Copy files on disk, not over HTTP, for clients on this host running as this "
-        "server's user (`spell upload`, `spell cp`); env SPELL_LOCAL_COPIES=0 turns it off",
+        "server's user (`spell upload`, `spell cp`); env SPELL_LOCAL_COPIES=0 turns it off. "
+        "Turn it off behind a reverse proxy on this host that runs as this server's user: its "
+        "clients would look local",
     ).tag(config=True)
 
     @default("local_copies")
