@@ -178,3 +178,13 @@ def test_rest_refuses_writes_into_runs_with_403(served):
     with pytest.raises(APIError) as info:
         served.client().resources.rm("runs/1/out.txt")
     assert info.value.status_code == 403
+
+
+@pytest.mark.parametrize("mode", ["755", -1, 0o10000, True])
+def test_an_upload_declaring_a_bad_mode_is_refused(served, mode):
+    files = [{"path": "run.sh", "size": 1, "mode": mode}]
+    with pytest.raises(APIError) as info:
+        served.client().transport.json("POST", "uploads", json={"name": "m", "files": files})
+    assert info.value.status_code == 400 and "a file mode is an integer" in info.value.message
+    with pytest.raises(APIError, match="no upload of 'm' has begun"):
+        served.client().transport.json("POST", "uploads/commit", json={"name": "m"})

@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import shutil
+import stat
 import tarfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..fs.modes import data_mode
 from ..fs.paths import BadPath, check_alias, check_upload_name, normalize
 from .errors import APIError
 from .transport import STREAM_TIMEOUT, quote_path, quote_segment
@@ -124,7 +126,10 @@ class ResourcesService:
         declaration = {
             "name": name,
             "force": force,
-            "files": [{"path": rel, "size": size} for rel, _, size in files],
+            "files": [
+                {"path": rel, "size": size, "mode": stat.S_IMODE(os.stat(source).st_mode)}
+                for rel, source, size in files
+            ],
         }
         begun = self._http.json("POST", "uploads", json=declaration)
         received: dict[str, int] = begun["received"]
@@ -302,15 +307,9 @@ def copy_listed(
 
 def _copy_file(source: Path, target: Path, entry: dict) -> str:
     shutil.copyfile(source, target)  # sendfile: the bytes stay in the kernel
-    os.chmod(target, _data_mode(entry["mode"]))
+    os.chmod(target, data_mode(entry["mode"]))
     os.utime(target, (entry["mtime"], entry["mtime"]))
     return os.fspath(target)
-
-
-def _data_mode(mode: int) -> int:
-    """A file's mode as tarfile's "data" filter extracts it (no setuid, no group/other write)."""
-    mode = (mode & 0o755) | 0o600
-    return mode if mode & 0o100 else mode & ~0o111
 
 
 def _check_link(link: Path, target: str, dest: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import Conflict, Forbidden, InvalidInput, NotFound, NotHere
+from ..fs.modes import data_mode
 from ..fs.paths import BadPath, check_upload_name
 from ..fs.spellfs import ReadOnlyPath, SpellFileSystem
 from ..models import FileInfo, check_relative_path
@@ -107,10 +108,12 @@ class ResourceService:
     # -- uploads: begin, send chunks, commit ------------------------------------------------------
 
     def begin_upload(self, name: str, files: list[dict], force: bool = False) -> dict:
-        """Declare an upload's files ({path, size}; one file with path '' for a file upload).
-        Answers what this server already holds of each, so an interrupted upload resumes."""
+        """Declare an upload's files ({path, size, mode?}; one file with path '' for a file
+        upload). Answers what this server already holds of each, so an interrupted upload
+        resumes."""
         name = self._upload_name(name)
         declared = self._declared(files)
+        modes = self._modes(files)
         with spellfs_errors():
             if self.fs.exists(f"uploads/{name}") and not force:
                 raise FileExistsError(f"uploads/{name} exists: use --force to replace it")
@@ -124,6 +127,7 @@ class ResourceService:
                     _part(data, rel).unlink(missing_ok=True)
             data.mkdir(parents=True, exist_ok=True)
             manifest.write_text(json.dumps(declared))
+            (staging / "modes.json").write_text(json.dumps(modes))
             received = {rel: _size(_part(data, rel)) for rel in declared}
         return {"name": name, "received": received}
 
@@ -202,9 +206,13 @@ class ResourceService:
         ]
         if missing:
             raise Conflict(f"the upload is incomplete: {', '.join(missing[:5])}")
+        modes_file = staging / "modes.json"
+        modes = json.loads(modes_file.read_text()) if modes_file.exists() else {}
         for rel in declared:  # empty files were never sent
             _part(data, rel).parent.mkdir(parents=True, exist_ok=True)
             _part(data, rel).touch()
+            if rel in modes:
+                os.chmod(_part(data, rel), data_mode(modes[rel]))
         source = _part(data, "") if "" in declared else data
         with spellfs_errors():
             self.fs.commit_upload(name, source, force=force)
@@ -228,7 +236,8 @@ class ResourceService:
             raise InvalidInput("an upload declares its files: [{path, size}, ...]")
         declared: dict[str, int] = {}
         for item in files:
-            if not isinstance(item, dict) or not isinstance(item.get("size"), int):
+            size = item.get("size") if isinstance(item, dict) else None
+            if isinstance(size, bool) or not isinstance(size, int):
                 raise InvalidInput("each file of an upload is {path: str, size: int}")
             rel = self._rel(str(item.get("path", "")))
             if item["size"] < 0:
@@ -237,6 +246,18 @@ class ResourceService:
         if "" in declared and len(declared) > 1:
             raise InvalidInput("a file upload has exactly one file")
         return declared
+
+    def _modes(self, files: list[dict]) -> dict[str, int]:
+        """The declared modes (optional; e.g. 0o755 keeps a script executable)."""
+        modes = {}
+        for item in files:
+            mode = item.get("mode")
+            if mode is None:
+                continue
+            if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+                raise InvalidInput(f"a file mode is an integer from 0 to 0o7777, not {mode!r}")
+            modes[self._rel(str(item.get("path", "")))] = mode
+        return modes
 
     def _staging(self, name: str) -> Path:
         return self.staging_root / hashlib.sha256(name.encode()).hexdigest()[:24]
