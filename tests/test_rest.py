@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -241,3 +243,32 @@ def test_openapi_run_spec_lists_every_field_of_the_model():
     from spell_jupyter.models import RunSpec
 
     assert set(SPEC["components"]["schemas"]["RunSpec"]["properties"]) == set(RunSpec.model_fields)
+
+
+async def test_a_slow_save_holds_up_no_other_run(jp_fetch, jp_serverapp):
+    """Saving runs in the worker pool: while run 1's push is held, run 2 starts, saves and
+    ends; then run 1 ends complete with its outputs."""
+    engine = jp_serverapp.web_app.settings["spell_engine"]
+    release = threading.Event()
+    pushing = threading.Event()
+    save = engine.fs.save_run_outputs
+
+    def held_save(run_id, workdir, files):
+        if run_id == 1:
+            pushing.set()
+            assert release.wait(60), "the test never released the save"
+        return save(run_id, workdir, files)
+
+    engine.fs.save_run_outputs = held_save
+    try:
+        await create(jp_fetch, command="echo a > a.txt")
+        assert await asyncio.to_thread(pushing.wait, 60)
+        second = await create(jp_fetch, command="echo b > b.txt")
+        assert (await wait_final(jp_fetch, second["id"]))["status"] == "complete"
+        first = json.loads((await call(jp_fetch, "runs", "1")).body)
+        assert first["status"] == "pushing"
+    finally:
+        release.set()
+    assert (await wait_final(jp_fetch, 1))["status"] == "complete"
+    listing = json.loads((await call(jp_fetch, "resources", "runs", "1")).body)
+    assert [e["name"] for e in listing["entries"]] == ["a.txt"]

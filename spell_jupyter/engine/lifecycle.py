@@ -450,9 +450,10 @@ class RunEngine(LoggingConfigurable):
                 self.backend.signal(handle, signal.SIGKILL)
 
     def _finish(self, run: ActiveRun, exit_code: int | None) -> None:
-        """Save outputs (unless killed), set the final status, then clean up."""
+        """Save outputs (unless killed) in the worker pool, so a long push holds up no other
+        run; then set the final status and clean up."""
         action = run.requested_action
-        if action == RunAction.KILL:
+        if action == RunAction.KILL and (run.id, "save") not in self._tasks:
             self.store.set_status(run.id, Status.KILLED, "Run killed", user_exit_code=exit_code)
         else:
             if run.status != Status.PUSHING:
@@ -466,15 +467,23 @@ class RunEngine(LoggingConfigurable):
                 else:
                     self.store.add_status_note(run.id, "No modified or new files found")
                 self.store.set_status(run.id, Status.PUSHING, "Pushing")
-            files = self._outputs(run)
-            self.fs.save_run_outputs(
-                run.id, self._workdir(run.id), [(source, rel) for source, rel, _ in files]
-            )
+            done = self._in_background(run.id, "save", lambda: self._save(run))
+            if done is None:
+                return
+            files = done.result()  # a failure is the loop's error: the save is tried again
             if files:
                 self.store.add_status_note(run.id, f"Saved {_count(files)} to runs/{run.id}")
             final, message, code = self._final(action, exit_code)
             self.store.set_status(run.id, final, message, user_exit_code=code)
         self._cleanup(run.id, run.handle)
+
+    def _save(self, run: ActiveRun) -> list[tuple[str, str, int]]:
+        """Move (local root) or push the run's outputs to runs/<id>; the files saved."""
+        files = self._outputs(run)
+        self.fs.save_run_outputs(
+            run.id, self._workdir(run.id), [(source, rel) for source, rel, _ in files]
+        )
+        return files
 
     def _outputs(self, run: ActiveRun) -> list[tuple[str, str, int]]:
         """(local file, path under runs/<id>, size): files new or changed in the working
