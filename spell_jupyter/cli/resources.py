@@ -67,7 +67,7 @@ def upload(name, compress, force, path):
     An interrupted upload resumes: run the same command again and only the rest is sent."""
     from ..client.resources import local_files
 
-    total = sum(size for _, _, size in local_files(Path(path)))
+    total = sum(f.size for f in local_files(Path(path)))
     with click.progressbar(
         length=total,
         label="Uploading",

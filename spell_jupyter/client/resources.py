@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..fs.modes import data_mode
 from ..fs.paths import BadPath, check_alias, check_upload_name, normalize
@@ -26,6 +26,7 @@ CHUNK = 16 << 20  # bytes per upload request: an interrupted upload resends at m
 TAR_BLOCK = 4 << 20  # bytes per read of a download's tar
 COPY_CHUNK = 256 << 20  # bytes of one file per same-host copy request (progress between)
 COPY_BATCH = 4  # files per same-host copy request: the server copies them at once
+COPY_THREADS = 4  # files a same-host `cp` copies at once (sendfile releases the GIL)
 Progress = Callable[[int], None]  # called with the bytes each request carried
 
 
@@ -127,14 +128,14 @@ class ResourcesService:
             "name": name,
             "force": force,
             "files": [
-                {"path": rel, "size": size, "mode": stat.S_IMODE(os.stat(source).st_mode)}
-                for rel, source, size in files
+                {"path": f.rel, "size": f.size, "mode": stat.S_IMODE(f.found.st_mode)}
+                for f in files
             ],
         }
         begun = self._http.json("POST", "uploads", json=declaration)
         received: dict[str, int] = begun["received"]
-        total = sum(size for _, _, size in files)
-        held = sum(min(received.get(rel, 0), size) for rel, _, size in files)
+        total = sum(f.size for f in files)
+        held = sum(min(received.get(f.rel, 0), f.size) for f in files)
         if progress and held:
             progress(held)
         copied = 0
@@ -143,9 +144,9 @@ class ResourcesService:
             if copied < total - held:  # it sees other files than this process: send the rest
                 received = self._http.json("POST", "uploads", json=declaration)["received"]
             else:
-                received = {rel: size for rel, _, size in files}
+                received = {f.rel: f.size for f in files}
         sent = copied
-        for rel, source, size in files:
+        for rel, source, size, _, _ in files:
             offset = received.get(rel, 0)
             if offset >= size:
                 continue
@@ -183,16 +184,16 @@ class ResourcesService:
     def _copy_files(
         self,
         name: str,
-        files: list[tuple[str, Path, int]],
+        files: list[LocalFile],
         received: dict[str, int],
         progress: Progress | None,
     ) -> int:
         """Have the server copy what it lacks of `files` on disk, COPY_BATCH files a request;
         the bytes copied, short of what was missing when the server sees other files."""
         pending = {
-            rel: [received.get(rel, 0), size, _describe(source)]
-            for rel, source, size in files
-            if received.get(rel, 0) < size
+            f.rel: [received.get(f.rel, 0), f.size, _describe(f)]
+            for f in files
+            if received.get(f.rel, 0) < f.size
         }
         copied = 0
         while pending:
@@ -245,13 +246,26 @@ class ResourcesService:
         self._http.request("DELETE", f"links/{quote_segment(alias)}")
 
 
-def local_files(local: Path) -> list[tuple[str, Path, int]]:
-    """(path in the upload, local file, size); '' for a file upload. Links are followed only
-    when they stay inside the folder (their target's bytes are sent)."""
+class LocalFile(NamedTuple):
+    """A file to upload: its path in the upload ('' for a file upload), where it is, its size,
+    and the real file (links followed) with its stat, stated once."""
+
+    rel: str
+    path: Path
+    size: int
+    real: Path
+    found: os.stat_result
+
+
+def local_files(local: Path) -> list[LocalFile]:
+    """The files of an upload. Links are followed only when they stay inside the folder (their
+    target's bytes are sent)."""
     if local.is_file():
-        return [("", local, local.stat().st_size)]
+        real = local.resolve()
+        found = real.stat()
+        return [LocalFile("", local, found.st_size, real, found)]
     root = local.resolve()
-    found = []
+    files = []
     for folder, dirnames, filenames in os.walk(local):
         dirnames.sort()
         for name in sorted(filenames):
@@ -259,11 +273,16 @@ def local_files(local: Path) -> list[tuple[str, Path, int]]:
             real = full.resolve()
             if real != root and root not in real.parents:
                 raise ValueError(f"{full} links outside {local}: uploads hold no such links")
-            if real.is_file():
-                found.append((full.relative_to(local).as_posix(), full, real.stat().st_size))
-    if not found:
+            try:
+                stated = real.stat()
+            except FileNotFoundError:  # a dangling link: nothing to send
+                continue
+            if stat.S_ISREG(stated.st_mode):
+                rel = full.relative_to(local).as_posix()
+                files.append(LocalFile(rel, full, stated.st_size, real, stated))
+    if not files:
         raise ValueError(f"{local} holds no files to upload")
-    return found
+    return files
 
 
 def copy_listed(
@@ -301,7 +320,7 @@ def copy_listed(
             if not overwrite(target):
                 continue
         chosen.append((source, target, entry))
-    with ThreadPoolExecutor(COPY_BATCH) as pool:  # sendfile releases the GIL: copies overlap
+    with ThreadPoolExecutor(COPY_THREADS) as pool:
         return list(pool.map(lambda job: _copy_file(*job), chosen))
 
 
@@ -320,11 +339,10 @@ def _check_link(link: Path, target: str, dest: Path) -> None:
         raise ValueError(f"{link} would link to {target!r}, which is outside the destination")
 
 
-def _describe(source: Path) -> dict:
+def _describe(file: LocalFile) -> dict:
     """A local file as a server on this host can check it: real path, inode, mtime."""
-    real = os.path.realpath(source)
-    found = os.stat(real)
-    return {"path": real, "inode": found.st_ino, "mtime_ns": found.st_mtime_ns}
+    found = file.found
+    return {"path": os.fspath(file.real), "inode": found.st_ino, "mtime_ns": found.st_mtime_ns}
 
 
 def _checked(path: str) -> str:

@@ -112,8 +112,7 @@ class ResourceService:
         upload). Answers what this server already holds of each, so an interrupted upload
         resumes."""
         name = self._upload_name(name)
-        declared = self._declared(files)
-        modes = self._modes(files)
+        declared, modes = self._declared(files)
         with spellfs_errors():
             if self.fs.exists(f"uploads/{name}") and not force:
                 raise FileExistsError(f"uploads/{name} exists: use --force to replace it")
@@ -231,33 +230,30 @@ class ResourceService:
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
 
-    def _declared(self, files: list[dict]) -> dict[str, int]:
+    def _declared(self, files: list[dict]) -> tuple[dict[str, int], dict[str, int]]:
+        """The declared sizes, and the modes of files that give one (0o755 keeps a script
+        executable)."""
         if not isinstance(files, list) or not files:
             raise InvalidInput("an upload declares its files: [{path, size}, ...]")
         declared: dict[str, int] = {}
+        modes: dict[str, int] = {}
         for item in files:
             size = item.get("size") if isinstance(item, dict) else None
             if isinstance(size, bool) or not isinstance(size, int):
                 raise InvalidInput("each file of an upload is {path: str, size: int}")
             rel = self._rel(str(item.get("path", "")))
-            if item["size"] < 0:
+            if size < 0:
                 raise InvalidInput(f"{rel!r} has a negative size")
-            declared[rel] = item["size"]
-        if "" in declared and len(declared) > 1:
-            raise InvalidInput("a file upload has exactly one file")
-        return declared
-
-    def _modes(self, files: list[dict]) -> dict[str, int]:
-        """The declared modes (optional; e.g. 0o755 keeps a script executable)."""
-        modes = {}
-        for item in files:
+            declared[rel] = size
             mode = item.get("mode")
             if mode is None:
                 continue
             if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
                 raise InvalidInput(f"a file mode is an integer from 0 to 0o7777, not {mode!r}")
-            modes[self._rel(str(item.get("path", "")))] = mode
-        return modes
+            modes[rel] = mode
+        if "" in declared and len(declared) > 1:
+            raise InvalidInput("a file upload has exactly one file")
+        return declared, modes
 
     def _staging(self, name: str) -> Path:
         return self.staging_root / hashlib.sha256(name.encode()).hexdigest()[:24]
