@@ -231,9 +231,9 @@ def saving(work: Path, size: int) -> None:
 
 
 def docker_answers() -> bool:
-    from spell_jupyter.backends.docker import DockerBackend
+    from spell_jupyter.backends.docker import docker_answers as answers
 
-    return DockerBackend().answers()
+    return answers()
 
 
 PARTS = ["local", "s3", "mount", "save"]

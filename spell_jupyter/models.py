@@ -48,8 +48,14 @@ GIT_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/@+-]{0,199}$")
 GIT_URL = re.compile(r"^((https?|git|ssh|file)://[^\s]+|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:[^\s]+)$")
 REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 WORKDIR = "/spell"  # a run's working directory inside its container
+HIDDEN_ENV_PREFIXES = ("SPELL_", "JPY_", "JUPYTER_TOKEN")  # the server's own, never a run's
 RESERVED_MOUNT_TARGETS = ("/", WORKDIR, "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/lib")
 MAX_ENV_FILE = 1 << 20  # bytes of a requirements or conda file
+
+
+def visible_envvars(env: dict[str, str]) -> dict[str, str]:
+    """`env` without the server's own variables (its token, its data directory)."""
+    return {k: v for k, v in env.items() if not k.startswith(HIDDEN_ENV_PREFIXES)}
 
 
 def check_apt_package(value: str) -> str:

@@ -23,9 +23,9 @@ def engine():
 
 
 def containers_of(engine, home) -> list:
-    from spell_jupyter.backends.docker import LABEL_HOME, DockerBackend
+    from spell_jupyter.backends.docker import LABEL_HOME, home_key
 
-    key = DockerBackend(state_root=str(home.path / "docker")).home_key
+    key = home_key(home.path / "docker")
     return engine.containers.list(all=True, filters={"label": f"{LABEL_HOME}={key}"})
 
 
@@ -57,8 +57,15 @@ def test_pip_and_apt_environment_is_built_once_and_reused(docker_served, engine)
     assert containers_of(engine, home) == []  # each container went with its run
 
 
+def build_containers(engine) -> set[str]:
+    """Containers of environment builds (they carry the environment label), on any server."""
+    from spell_jupyter.engine.environments import ENVIRONMENT_LABEL
+
+    return {c.id for c in engine.containers.list(all=True, filters={"label": ENVIRONMENT_LABEL})}
+
+
 def test_a_failed_build_ends_build_failed_and_leaves_no_containers(docker_served, engine):
-    before = {c.id for c in engine.containers.list(all=True)}
+    before = build_containers(engine)
     result = docker_served.spell("run", "--pip", "spell-no-such-package-xyz==0.0.1", "true")
     assert result.returncode == 1
     run = docker_served.client().runs.get(1)
@@ -67,7 +74,7 @@ def test_a_failed_build_ends_build_failed_and_leaves_no_containers(docker_served
         build_lines(run)
     )
     assert any(n.startswith("Build failed:") for n in notes(run))
-    assert {c.id for c in engine.containers.list(all=True)} == before
+    assert build_containers(engine) == before
 
 
 def test_container_gets_its_machine_type_limits_and_workdir(serve, tmp_path):
@@ -207,10 +214,11 @@ def test_an_image_that_cannot_be_pulled_ends_build_failed_with_a_hint(docker_ser
 def test_gpu_runs_ask_docker_for_exactly_their_gpus(tmp_path):
     from spell_jupyter.backends.base import LaunchRequest
     from spell_jupyter.backends.docker import DockerBackend
+    from spell_jupyter.fs.spellfs import SpellFileSystem
 
-    backend = DockerBackend(state_root=str(tmp_path))
+    backend = DockerBackend(fs=SpellFileSystem(str(tmp_path / "fs")), home=tmp_path)
     request = LaunchRequest(
-        run_id=7, command="nvidia-smi", workdir=tmp_path, gpu_indices=(1, 3), cpus=4, memory_mib=512
+        run_id=7, command="nvidia-smi", gpu_indices=(1, 3), cpus=4, memory_mib=512
     )
     host = backend._host_config(request)
     (device,) = host["DeviceRequests"]
@@ -218,7 +226,7 @@ def test_gpu_runs_ask_docker_for_exactly_their_gpus(tmp_path):
     assert device["Capabilities"] == [["gpu"]]
     assert host["NanoCpus"] == 4_000_000_000 and host["Memory"] == 512 << 20
     assert backend._environment(request)["NVIDIA_VISIBLE_DEVICES"] == "1,3"
-    cpu_only = LaunchRequest(run_id=8, command="true", workdir=tmp_path)
+    cpu_only = LaunchRequest(run_id=8, command="true")
     assert "DeviceRequests" not in backend._host_config(cpu_only)
     assert backend._environment(cpu_only)["NVIDIA_VISIBLE_DEVICES"] == "void"
 

@@ -116,9 +116,9 @@ def test_mounting_in_docker_leaves_no_volumes(docker_served):
 
     run_ok(docker_served, "mkdir d && echo x > d/a")
     run_ok(docker_served, "-m", "runs/1/d", "cat d/a")
-    from spell_jupyter.backends.docker import DockerBackend
+    from spell_jupyter.backends.docker import home_key
 
-    key = DockerBackend(state_root=str(docker_served.path / "docker")).home_key
+    key = home_key(docker_served.path / "docker")
     assert any("overlays" in n for n in notes(docker_served.client().runs.get(2)))
     volumes = docker.from_env().volumes.list(filters={"label": f"spell.home={key}"})
     assert volumes == []

@@ -256,7 +256,8 @@ async def test_a_slow_save_holds_up_no_other_run(jp_fetch, jp_serverapp):
     engine = jp_serverapp.web_app.settings["spell_engine"]
     release = threading.Event()
     pushing = threading.Event()
-    save = engine.fs.save_run_outputs
+    fs = engine.backend.fs  # the SpellFS the backend saves outputs to
+    save = fs.save_run_outputs
 
     def held_save(run_id, workdir, files):
         if run_id == 1:
@@ -264,7 +265,7 @@ async def test_a_slow_save_holds_up_no_other_run(jp_fetch, jp_serverapp):
             assert release.wait(60), "the test never released the save"
         return save(run_id, workdir, files)
 
-    engine.fs.save_run_outputs = held_save
+    fs.save_run_outputs = held_save
     try:
         await create(jp_fetch, command="echo a > a.txt")
         assert await asyncio.to_thread(pushing.wait, 60)

@@ -1,12 +1,19 @@
-"""The Backend interface the engine drives; every backend (local, docker, ray) implements it.
+"""The Backend interface the engine drives: what a backend must do for a run, not where.
 
-A backend is stateless between calls: everything it needs to find a run again is in the
-JSON `handle` that `start` returns and the engine stores, so a restarted server picks up.
+A backend stages a run (its code, mounts and outputs: in folders on this host, in a bucket, on
+a cluster node), launches it, streams its output from a cursor, reports status changes as
+events, stops or kills it, collects its outputs into SpellFS and cleans up. Everything it needs
+to find a run again is in the JSON `handle` that `launch` returns and the engine stores, so a
+restarted server reattaches. Building images is a separate capability (`ImageBuilder`).
+
+Backends are registered under the `spell_jupyter.backends` entry-point group.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from abc import ABC, ABCMeta, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -14,51 +21,65 @@ from pathlib import Path
 from traitlets.config import LoggingConfigurable
 
 from ..errors import Conflict, InvalidInput
-from ..models import OutputLine
+from ..fs.spellfs import SpellFileSystem
+from ..models import CodeSpec, OutputLine
+
+ENTRY_POINT_GROUP = "spell_jupyter.backends"
 
 
 class BuildFailed(Exception):
     """An environment could not be built or pulled; the message says why."""
 
 
-WORKDIR = "/spell"  # a run's working directory, as the command sees it
+class CodeFailed(Exception):
+    """The code could not be unpacked, patched or cloned; the message is git's."""
+
+
+class MountFailed(Exception):
+    """A resource could not be mounted; the message names it."""
 
 
 @dataclass(frozen=True)
 class MountRequest:
-    """A resource shown to a run: `source` on this machine at `target` (absolute, as the run
-    sees it). Writes under a folder mount go to `upper` (the source never changes)."""
+    """A SpellFS resource (or bucket URL) to show at `target` (absolute, as the run sees it)."""
 
-    source: Path
+    resource: str
     target: str
-    upper: Path
-    scratch: Path  # overlayfs' work directory, beside `upper`
-
-    @property
-    def is_dir(self) -> bool:
-        return self.source.is_dir()
-
-    def workdir_relative(self) -> str | None:
-        """The target relative to the working directory, or None when it is outside it."""
-        if self.target == WORKDIR or not self.target.startswith(WORKDIR + "/"):
-            return None
-        return self.target[len(WORKDIR) + 1 :]
 
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """Everything a backend needs to start one run."""
+    """Everything a backend needs to stage and start one run."""
 
     run_id: int
     command: str
-    workdir: Path
-    cwd: str = ""
+    cwd: str = ""  # relative to the working directory (WORKDIR)
     envvars: dict[str, str] = field(default_factory=dict)
     gpu_indices: tuple[int, ...] = ()
     cpus: float = 0.0  # limits from the machine type (0: none)
     memory_mib: int = 0
     image: str | None = None  # for backends that run images
+    code: CodeSpec | None = None
     mounts: tuple[MountRequest, ...] = ()
+
+    @property
+    def repository(self) -> str | None:
+        return self.code.repository if self.code else None
+
+
+@dataclass(frozen=True)
+class StagedCode:
+    commit: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """A file a run produced: where the backend holds it, and its path under runs/<id>."""
+
+    source: str
+    path: str
+    size: int
 
 
 class ProcessState(str, Enum):
@@ -74,16 +95,66 @@ class ProcessStatus:
     exit_code: int | None = None
     detail: str = ""
 
+    @property
+    def ended(self) -> bool:
+        return self.state in (ProcessState.EXITED, ProcessState.LOST)
 
-class Backend(LoggingConfigurable):
-    """Runs commands; the engine owns lifecycles, the backend owns processes."""
+
+OutputBatches = Iterator[tuple[list[OutputLine], str]]
+StatusListener = Callable[[int | None], None]  # a run ID, or None: any run may have changed
+
+
+class ImageBuilder(ABC):
+    """A capability: backends that run images can tell, pull and build them."""
+
+    @abstractmethod
+    def has_image(self, image: str) -> bool: ...
+
+    @abstractmethod
+    def pull_image(self, image: str, on_line: Callable[[str], None]) -> None: ...
+
+    @abstractmethod
+    def build_image(
+        self, dockerfile: str, files: dict[str, bytes], tag: str, on_line: Callable[[str], None]
+    ) -> None: ...
+
+
+class BackendMeta(ABCMeta, type(LoggingConfigurable)):
+    """Abstract methods on a configurable class (as jupyter_client's provisioners do)."""
+
+
+class Backend(LoggingConfigurable, metaclass=BackendMeta):
+    """Runs commands; the engine owns lifecycles, the backend owns processes and staging.
+
+    Every method may be called from a worker thread; `follow_output` runs in a thread of its
+    own per run. Nothing here may touch the store: the engine records what it returns.
+    """
 
     name: str = "abstract"
-    supports_environments: bool = False  # can it run images (framework, --pip, ...)?
+
+    def __init__(
+        self,
+        *,
+        fs: SpellFileSystem,
+        home: Path,
+        bucket_options: dict | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.fs = fs  # where outputs are saved and code blobs are read
+        self.home = home  # the data directory, for the backend's own state
+        self.bucket_options = bucket_options or {}  # for s3:// (and other) mounts
+
+    @property
+    def images(self) -> ImageBuilder | None:
+        """The image-building capability, when the backend runs images."""
+        return self if isinstance(self, ImageBuilder) else None
+
+    # -- before a run exists ---------------------------------------------------------------------
 
     def check_submission(self, *, gpus: int, wants_environment: bool) -> None:
         """Refuse, before a run is created, what this backend cannot do."""
-        if wants_environment:
+        if wants_environment and self.images is None:
             raise InvalidInput(
                 f"the {self.name} backend runs commands as they are on this machine, so "
                 "--framework, --docker-image, --apt, --pip, --pip-req, --conda-file and "
@@ -93,21 +164,44 @@ class Backend(LoggingConfigurable):
     def check_mounts(self, targets: list[str]) -> None:
         """Refuse, before a run is created, mount targets this backend cannot place."""
 
-    def prepare_mounts(self, workdir: Path, mounts: tuple[MountRequest, ...]) -> str:
-        """Make the mounts visible (or ready to be) before the run's files are recorded;
-        returns a line for the run's log saying how."""
-        raise NotImplementedError
+    # -- staging (in the engine's fetch pool) ----------------------------------------------------
 
-    def has_image(self, image: str) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def stage_code(self, request: LaunchRequest) -> StagedCode:
+        """Put the run's code where it will run (raises CodeFailed)."""
 
-    def pull_image(self, image: str, on_line: Callable[[str], None]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def stage_mounts(self, request: LaunchRequest) -> list[str]:
+        """Make the run's mounts ready (raises MountFailed); lines for the run's log."""
 
-    def build_image(
-        self, dockerfile: str, files: dict[str, bytes], tag: str, on_line: Callable[[str], None]
-    ) -> None:
-        raise NotImplementedError
+    # -- the process -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def launch(self, request: LaunchRequest) -> dict:
+        """Start the run (idempotent for one run_id: a resumed launch) and return its handle."""
+
+    @abstractmethod
+    def status(self, handle: dict) -> ProcessStatus:
+        """Is it starting, running, exited (with its exit code), or lost?"""
+
+    @abstractmethod
+    def watch(self, on_change: StatusListener) -> None:
+        """Report status changes as events from now on: `on_change(run_id)` when a run's
+        process may have changed state. Called once, before any launch or attach."""
+
+    def attach(self, run_id: int, handle: dict) -> None:
+        """Follow the status of a run launched earlier (after a restart) or just now."""
+
+    @abstractmethod
+    def follow_output(self, handle: dict, cursor: str, stop: threading.Event) -> OutputBatches:
+        """Output lines after `cursor` (opaque to the engine; "" at first) as they come, each
+        batch with the cursor after it; ends once the process has ended and all of its output
+        was given, or when `stop` is set. Storing (lines, cursor) together loses and doubles
+        nothing across restarts."""
+
+    @abstractmethod
+    def signal(self, handle: dict, signum: int) -> bool:
+        """Send a signal to the whole command; False if not yet possible."""
 
     def describe(self, handle: dict) -> str:
         """A line for the run's log saying where it runs."""
@@ -116,27 +210,24 @@ class Backend(LoggingConfigurable):
     def stats(self, handle: dict) -> dict:
         raise Conflict(f"the {self.name} backend has no resource statistics")
 
-    def remove_orphans(self, active_run_ids: set[int]) -> list[int]:
-        """Remove what runs that are no longer active left behind; returns their IDs."""
-        return []
+    # -- after the process (in the engine's save pool) -------------------------------------------
 
-    def start(self, request: LaunchRequest) -> dict:
-        """Start the command (idempotent for one run_id) and return its handle."""
-        raise NotImplementedError
+    @abstractmethod
+    def list_outputs(self, request: LaunchRequest) -> list[OutputFile]:
+        """The files the run produced (new or changed), not yet saved."""
 
-    def status(self, handle: dict) -> ProcessStatus:
-        """Is it starting, running, exited (with its exit code), or lost?"""
-        raise NotImplementedError
+    @abstractmethod
+    def save_outputs(self, request: LaunchRequest, files: list[OutputFile]) -> None:
+        """Put `files` into SpellFS under runs/<id>/."""
 
-    def read_output(self, handle: dict, cursor: str) -> tuple[list[OutputLine], str]:
-        """Complete output lines after `cursor` (opaque to the engine; "" at first), and the
-        cursor after them."""
-        raise NotImplementedError
+    @abstractmethod
+    def cleanup(self, run_id: int, handle: dict | None) -> None:
+        """Forget the run: remove whatever the backend kept for it (idempotent)."""
 
-    def signal(self, handle: dict, signum: int) -> bool:
-        """Send a signal to the whole command (its process group); False if not yet possible."""
-        raise NotImplementedError
+    @abstractmethod
+    def remove_leftovers(self, active_run_ids: set[int]) -> list[int]:
+        """Remove what runs that are no longer active left behind; returns their IDs. Only
+        called with a set read from the store (never a guess)."""
 
-    def cleanup(self, handle: dict) -> None:
-        """Forget the run: remove whatever the backend kept for it."""
-        raise NotImplementedError
+    def close(self) -> None:
+        """Stop the backend's own threads (the engine is stopping)."""

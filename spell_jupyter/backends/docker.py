@@ -3,11 +3,13 @@
 The run's working folder is bind-mounted at /spell; `init=True` puts tini at PID 1 so a stop
 reaches the whole command promptly. Containers carry labels naming their run and data
 directory, and stay until their outputs are saved, so a restarted server reattaches to them and
-reads their logs on from the cursor it stored.
+reads their logs on from the cursor it stored. Status changes come from Docker's events API
+(filtered by this data directory's label); output comes from one followed log stream per run.
 """
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import hashlib
 import io
@@ -15,7 +17,9 @@ import json
 import os
 import re
 import tarfile
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import cached_property
@@ -24,24 +28,25 @@ from pathlib import Path
 from traitlets import Float, Unicode
 
 from ..errors import InvalidInput, Unavailable
-from ..models import OutputLine
+from ..models import WORKDIR, OutputLine, visible_envvars
 from .base import (
-    WORKDIR,
-    Backend,
     BuildFailed,
+    ImageBuilder,
     LaunchRequest,
-    MountRequest,
+    OutputBatches,
     ProcessState,
     ProcessStatus,
+    StatusListener,
 )
+from .host import HostBackend, HostMount
 
 LABEL_RUN = "spell.run_id"
 LABEL_HOME = "spell.home"
-TAIL = 5000  # log entries read per call when the cursor is near the end of the log
-WINDOW_NS = 2_000_000_000  # entries this close to the newest are re-read to keep the cursor exact
-PARTIAL_ENTRY = 16 * 1024  # Docker's log drivers cut longer lines into entries of this size
+WINDOW_NS = 2_000_000_000  # the cursor keeps counts of the entries this close to the newest
 TIMESTAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z ")  # match()
-HIDDEN_ENV_PREFIXES = ("SPELL_", "JPY_", "JUPYTER_TOKEN")
+STREAMS = {1: "stdout", 2: "stderr"}
+KEYS = {"stdout": "out", "stderr": "err"}
+MAX_PENDING = 100_000  # lines read ahead of the store before the reader waits
 NO_REGISTRY = re.compile(r"registry|no such host|pull access denied|manifest unknown|i/o timeout")
 NO_REGISTRY_HINT = (
     " -- the image could not be fetched. On a machine without a registry, build a base image "
@@ -51,25 +56,19 @@ NO_REGISTRY_HINT = (
 )
 
 
-class DockerBackend(Backend):
+class DockerBackend(HostBackend, ImageBuilder):
     """Runs in containers of the local Docker Engine (or DOCKER_HOST's)."""
 
     name = "docker"
-    supports_environments = True
 
     docker_host = Unicode(
         "", help="Docker Engine URL (default: DOCKER_HOST, else the local socket)"
     ).tag(config=True)
     client_timeout = Float(120.0, help="Seconds a Docker API call may take").tag(config=True)
-    min_read_interval = Float(0.1, help="Seconds between log reads of one running container").tag(
-        config=True
-    )
-    state_root = Unicode(help="The data directory's folder for backend state").tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._last_read: dict[str, float] = {}
-        self._exited: set[str] = set()
+        self._events = None  # Docker's event stream, while watched
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -79,20 +78,14 @@ class DockerBackend(Backend):
 
     def answers(self) -> bool:
         """Does the Docker Engine answer (within a few seconds)?"""
-        try:
-            probe = self._connect(3)
-            probe.ping()
-            probe.close()
-            return True
-        except Exception:
-            return False
+        return docker_answers(self.docker_host)
 
-    def _connect(self, timeout: float):
-        import docker
+    def _connect(self, timeout: float | None):
+        return _connect(self.docker_host, timeout)
 
-        if self.docker_host:
-            return docker.DockerClient(base_url=self.docker_host, timeout=int(timeout))
-        return docker.from_env(timeout=int(timeout))
+    @cached_property
+    def home_key(self) -> str:
+        return home_key(Path(self.state_root))
 
     def check_available(self) -> None:
         try:
@@ -122,10 +115,6 @@ class DockerBackend(Backend):
                 "Engine has no NVIDIA runtime: install the NVIDIA Container Toolkit "
                 "(`nvidia-ctk runtime configure --runtime=docker`) and restart Docker"
             )
-
-    @cached_property
-    def home_key(self) -> str:
-        return hashlib.sha1(str(Path(self.state_root).resolve()).encode()).hexdigest()[:10]
 
     # -- images ----------------------------------------------------------------------------------
 
@@ -188,7 +177,7 @@ class DockerBackend(Backend):
 
     # -- Backend interface -----------------------------------------------------------------------
 
-    def start(self, request: LaunchRequest) -> dict:
+    def launch(self, request: LaunchRequest) -> dict:
         import docker.errors
 
         name = f"spell-{self.home_key}-{request.run_id}"
@@ -202,7 +191,7 @@ class DockerBackend(Backend):
                 labels={LABEL_RUN: str(request.run_id), LABEL_HOME: self.home_key},
                 # Files the run writes must stay the engine's to move and delete.
                 user=f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else None,
-                host_config=self._host_config(request),
+                host_config=self._host_config(request, self.host_mounts(request)),
             )["Id"]
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: it exists, the engine is resuming a launch
@@ -225,7 +214,7 @@ class DockerBackend(Backend):
             "run_id": request.run_id,
         }
 
-    def _host_config(self, request: LaunchRequest) -> dict:
+    def _host_config(self, request: LaunchRequest, mounts: tuple[HostMount, ...] = ()) -> dict:
         from docker.types import DeviceRequest
 
         limits: dict = {}
@@ -242,8 +231,8 @@ class DockerBackend(Backend):
             limits["memswap_limit"] = f"{request.memory_mib}m"  # no swap: over the limit is OOM
         if request.cpus:
             limits["nano_cpus"] = int(request.cpus * 1e9)
-        binds = {str(request.workdir): {"bind": WORKDIR, "mode": "rw"}}
-        for index, mount in enumerate(request.mounts):
+        binds = {str(self.workdir(request.run_id)): {"bind": WORKDIR, "mode": "rw"}}
+        for index, mount in enumerate(mounts):
             if mount.is_dir and _overlay_safe(mount):
                 volume = self._overlay_volume(request.run_id, index, mount)
                 binds[volume] = {"bind": mount.target, "mode": "rw"}
@@ -251,7 +240,7 @@ class DockerBackend(Backend):
                 binds[str(mount.source)] = {"bind": mount.target, "mode": "ro"}
         return self.client.api.create_host_config(binds=binds, init=True, **limits)
 
-    def _overlay_volume(self, run_id: int, index: int, mount: MountRequest) -> str:
+    def _overlay_volume(self, run_id: int, index: int, mount: HostMount) -> str:
         """A volume that shows `mount.source` at no copy; writes land in `mount.upper`."""
         name = f"spell-{self.home_key}-{run_id}-m{index}"
         mount.upper.mkdir(parents=True, exist_ok=True)
@@ -271,7 +260,7 @@ class DockerBackend(Backend):
     def check_mounts(self, targets: list[str]) -> None:
         pass  # a container can show a resource anywhere but the reserved places (RunSpec)
 
-    def prepare_mounts(self, workdir: Path, mounts: tuple[MountRequest, ...]) -> str:
+    def place_mounts(self, workdir: Path, mounts: tuple[HostMount, ...]) -> str:
         """Mount points inside the working folder are made now, so Docker does not make them
         (as root) and they are not taken for outputs."""
         for mount in mounts:
@@ -298,7 +287,6 @@ class DockerBackend(Backend):
             return ProcessStatus(ProcessState.STARTING)
         if state["Running"] or state["Status"] in ("running", "paused", "restarting"):
             return ProcessStatus(ProcessState.RUNNING)
-        self._exited.add(handle["container"])
         detail = ""
         if state.get("OOMKilled"):
             limit = attrs.get("HostConfig", {}).get("Memory") or 0
@@ -309,51 +297,86 @@ class DockerBackend(Backend):
             detail = state["Error"]
         return ProcessStatus(ProcessState.EXITED, int(state["ExitCode"]), detail)
 
-    def read_output(self, handle: dict, cursor: str) -> tuple[list[OutputLine], str]:
-        """Read on from `cursor` = {since: s, out: n, err: n}: the first n entries of each
-        stream with a timestamp >= s were ingested. The log is append-only, so that prefix is
-        stable; `since` moves up behind the newest entry to keep each read short."""
-        import docker.errors
+    def watch(self, on_change: StatusListener) -> None:
+        """Follow Docker's events for this data directory's containers in a thread; after a
+        broken stream (Docker restarted), every run is looked at again."""
+        self._events = self._subscribe()
+        thread = threading.Thread(
+            target=self._deliver_events, args=(on_change,), name="spell-docker-events", daemon=True
+        )
+        thread.start()
+        on_change(None)
 
-        cid = handle["container"]
-        now = time.monotonic()
-        if cid not in self._exited and now - self._last_read.get(cid, 0.0) < self.min_read_interval:
-            return [], cursor
-        self._last_read[cid] = now
-        position = json.loads(cursor) if cursor else {"since": 0, "out": 0, "err": 0}
-        since = position["since"]
-        entries: list[tuple[int, str, str]] = []
-        consumed: dict[str, list[int]] = {}
-        for stream, key in (("stdout", "out"), ("stderr", "err")):
-            try:
-                # while it runs, a line still being written is left for the next read
-                records = self._entries(cid, stream, since, position[key], cid in self._exited)
-            except docker.errors.NotFound:
-                return [], cursor  # the container is gone: its status says `lost`
-            done = position[key]
-            consumed[key] = [ts for ts, _ in records[:done]]
-            fresh = records[done:]
-            entries += [(ts, stream, text) for ts, text in fresh]
-            consumed[key] += [ts for ts, _ in fresh]
-        if not entries:
-            return [], cursor
-        entries.sort(key=lambda e: e[0])  # stable: each stream keeps its own order
-        newest = max(ts for ts, _, _ in entries)
-        new_since = max(since, (newest - WINDOW_NS) // 1_000_000_000)
-        new_position = {
-            "since": new_since,
-            **{
-                k: sum(1 for ts in v if ts >= new_since * 1_000_000_000)
-                for k, v in consumed.items()
+    def _subscribe(self):
+        return self.client.api.events(
+            decode=True,
+            filters={
+                "type": "container",
+                "label": f"{LABEL_HOME}={self.home_key}",
+                "event": ["start", "die", "oom", "destroy"],
             },
-        }
-        lines = [
-            OutputLine(
-                timestamp=datetime.fromtimestamp(ts / 1e9, timezone.utc), stream=s, text=text
-            )
-            for ts, s, text in entries
-        ]
-        return lines, json.dumps(new_position, separators=(",", ":"))
+        )
+
+    def _deliver_events(self, on_change: StatusListener) -> None:
+        while self._events is not None:
+            try:
+                for event in self._events:
+                    run_id = (event.get("Actor") or {}).get("Attributes", {}).get(LABEL_RUN)
+                    on_change(int(run_id) if run_id and run_id.isdigit() else None)
+            except Exception as exc:
+                if self._events is None:
+                    return
+                self.log.warning("Spell: Docker's event stream broke (%s); reconnecting", exc)
+            if self._events is None:
+                return
+            time.sleep(1.0)
+            with contextlib.suppress(Exception):
+                self._events = self._subscribe()
+            on_change(None)
+
+    def close(self) -> None:
+        events, self._events = self._events, None
+        if events is not None:
+            with contextlib.suppress(Exception):
+                events.close()
+
+    def follow_output(self, handle: dict, cursor: str, stop: threading.Event) -> OutputBatches:
+        """Lines from one followed log stream of the container (both streams, in log order),
+        read by a thread ahead of the caller (at most MAX_PENDING lines), from `cursor`:
+        {since: s, out: n, err: n} = the first n entries of each stream with a timestamp >= s
+        (whole seconds) were taken. The log is append-only, so that prefix is stable; `since`
+        moves up behind the newest entry to keep a reopened stream short."""
+        reader = _LogReader(self, handle["container"], _Cursor.parse(cursor), stop)
+        thread = threading.Thread(target=reader.run, name="spell-docker-logs", daemon=True)
+        thread.start()
+        while True:
+            records, after, ended = reader.take(timeout=1.0)
+            if records:
+                lines = [
+                    OutputLine(datetime.fromtimestamp(ts / 1e9, timezone.utc), stream, text)
+                    for ts, stream, text in records
+                ]
+                yield lines, after
+            elif ended or stop.is_set():
+                return
+
+    def _log_stream(self, cid: str, since: int):
+        """Docker's multiplexed log stream of both streams, followed: the raw response."""
+        params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1, "tail": "all"}
+        if since:
+            params["since"] = since
+        api = self.stream_client.api
+        response = api._get(api._url("/containers/{0}/logs", cid), params=params, stream=True)
+        api._raise_for_status(response)
+        return response
+
+    @cached_property
+    def stream_client(self):
+        """A client without a read timeout, for streams that may be quiet for hours."""
+        return self._connect(None)
+
+    def is_running(self, cid: str) -> bool:
+        return not self.status({"container": cid}).ended
 
     def signal(self, handle: dict, signum: int) -> bool:
         import docker.errors
@@ -367,10 +390,8 @@ class DockerBackend(Backend):
                 raise
         return True
 
-    def cleanup(self, handle: dict) -> None:
+    def release(self, handle: dict) -> None:
         self._remove(handle["container"])
-        self._exited.discard(handle["container"])
-        self._last_read.pop(handle["container"], None)
         self._remove_volumes(
             {"label": [f"{LABEL_HOME}={self.home_key}", f"{LABEL_RUN}={handle.get('run_id', '')}"]}
         )
@@ -433,22 +454,8 @@ class DockerBackend(Backend):
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _entries(
-        self, cid: str, stream: str, since: int, skip: int, exited: bool
-    ) -> list[tuple[int, str]]:
-        """Entries of one stream with timestamp >= since, in log order (at least skip+1 of the
-        newest, unless fewer exist); a last line without its newline only once `exited`."""
-        flags = {"stdout": stream == "stdout", "stderr": stream == "stderr"}
-        tail = skip + TAIL
-        data = self.client.api.logs(cid, timestamps=True, since=since or None, tail=tail, **flags)
-        records = _parse_log(data, exited)
-        if len(records) >= tail:  # the tail may have cut entries we have not read: read all
-            data = self.client.api.logs(cid, timestamps=True, since=since or None, **flags)
-            records = _parse_log(data, exited)
-        return records
-
     def _environment(self, request: LaunchRequest) -> dict[str, str]:
-        env = {k: v for k, v in request.envvars.items() if not k.startswith(HIDDEN_ENV_PREFIXES)}
+        env = visible_envvars(request.envvars)
         env.update(
             PYTHONUNBUFFERED="1",
             SPELL_RUN_ID=str(request.run_id),
@@ -466,47 +473,184 @@ class DockerBackend(Backend):
             self.client.api.remove_container(container_id, force=True, v=True)
 
 
-def _overlay_safe(mount: MountRequest) -> bool:
+def _overlay_safe(mount: HostMount) -> bool:
     """overlayfs options are comma- and colon-separated: paths holding those cannot go in."""
     return not any(c in str(p) for p in (mount.source, mount.upper, mount.scratch) for c in ",:")
 
 
-def _parse_log(data: bytes, with_partial_last: bool = True) -> list[tuple[int, str]]:
-    """Docker's `timestamps=True` log text -> [(nanoseconds since the epoch, line)]. A last
-    line without its newline is one the command is still writing (in 16 KiB pieces): left out
-    unless `with_partial_last` (the command has ended; it will never get one)."""
-    records = []
-    pieces = data.split(b"\n")
-    if not with_partial_last:
-        pieces = pieces[:-1]  # '' after a final newline, or the line still being written
-    for raw in pieces:
-        match = TIMESTAMP.match(raw)
-        if not match:
-            continue  # the empty piece after the last newline
-        seconds = int(
-            datetime.strptime(match.group(1).decode(), "%Y-%m-%dT%H:%M:%S")
-            .replace(tzinfo=timezone.utc)
-            .timestamp()
-        )
-        nanos = int((match.group(2) or b"0").ljust(9, b"0"))
-        text = _join_partials(raw[match.end() :])
-        records.append((seconds * 1_000_000_000 + nanos, text.decode("utf-8", "replace")))
-    return records
+def home_key(state_root: Path) -> str:
+    """The label value that marks a data directory's containers and volumes."""
+    return hashlib.sha1(str(state_root.resolve()).encode()).hexdigest()[:10]
 
 
-def _join_partials(payload: bytes) -> bytes:
-    """One line as Docker returns it when the command wrote more than 16 KiB without a
-    newline: each 16 KiB piece after the first carries its own timestamp, which is not the
-    command's output."""
-    pieces = []
-    while len(payload) > PARTIAL_ENTRY:
-        stamp = TIMESTAMP.match(payload, PARTIAL_ENTRY)
-        if not stamp:
-            break
-        pieces.append(payload[:PARTIAL_ENTRY])
-        payload = payload[stamp.end() :]
-    pieces.append(payload)
-    return b"".join(pieces)
+def docker_answers(docker_host: str = "") -> bool:
+    """Does the Docker Engine (at `docker_host`, else DOCKER_HOST's) answer within seconds?"""
+    try:
+        probe = _connect(docker_host, 3)
+        probe.ping()
+        probe.close()
+        return True
+    except Exception:
+        return False
+
+
+def _connect(docker_host: str, timeout: float | None):
+    import docker
+
+    timeout = int(timeout) if timeout is not None else None
+    if docker_host:
+        return docker.DockerClient(base_url=docker_host, timeout=timeout)
+    return docker.from_env(timeout=timeout)
+
+
+class _Cursor:
+    """Where a run's log was read to: since (whole seconds) and, per stream, how many entries
+    with a timestamp >= since were taken. Kept exact one entry at a time."""
+
+    def __init__(self, since: int, counts: dict[str, int]):
+        self.since = since
+        self.counts = counts
+        self._recent: dict[str, deque[int]] = {"stdout": deque(), "stderr": deque()}
+
+    @classmethod
+    def parse(cls, text: str) -> _Cursor:
+        data = json.loads(text) if text else {"since": 0, "out": 0, "err": 0}
+        return cls(data["since"], {"stdout": data["out"], "stderr": data["err"]})
+
+    def dumps(self) -> str:
+        counts = {KEYS[s]: n for s, n in self.counts.items()}
+        return json.dumps({"since": self.since, **counts}, separators=(",", ":"))
+
+    def seen(self, ts: int, stream: str) -> None:
+        """An entry counted already (read again after a reopen): its time is known now."""
+        self._recent[stream].append(ts)
+
+    def add(self, ts: int, stream: str) -> None:
+        self._recent[stream].append(ts)
+        since = max(self.since, (ts - WINDOW_NS) // 1_000_000_000)
+        if since != self.since:
+            self.since = since
+            floor = since * 1_000_000_000
+            for name, recent in self._recent.items():
+                while recent and recent[0] < floor:
+                    recent.popleft()
+                self.counts[name] = len(recent)
+        else:
+            self.counts[stream] += 1
+
+
+class _LogReader:
+    """Reads a container's followed log stream in a thread of its own, from a cursor, into a
+    bounded queue of (nanoseconds, stream, text) lines. A broken stream is opened again from
+    where it was; the stream ending while the container runs on is a broken stream too."""
+
+    def __init__(self, backend: DockerBackend, cid: str, cursor: _Cursor, stop: threading.Event):
+        self.backend = backend
+        self.cid = cid
+        self.cursor = cursor
+        self.stop = stop
+        self._lines: deque = deque()
+        self._ready = threading.Condition()
+        self._ended = False
+        self._seconds: dict[bytes, int] = {}
+
+    def take(self, timeout: float) -> tuple[list, str, bool]:
+        """The lines read so far, the cursor after them, and whether the stream has ended."""
+        with self._ready:
+            if not self._lines and not self._ended:
+                self._ready.wait(timeout)
+            lines = list(self._lines)
+            self._lines.clear()
+            self._ready.notify_all()
+            return lines, self.cursor.dumps(), self._ended
+
+    def run(self) -> None:
+        import docker.errors
+
+        try:
+            while not self.stop.is_set():
+                try:
+                    exited = self._read_once()
+                except docker.errors.NotFound:
+                    return  # the container is gone: its status says `lost`
+                except Exception as exc:
+                    self.backend.log.warning("Spell: log stream of %s broke: %s", self.cid, exc)
+                    exited = False
+                    self.stop.wait(1.0)
+                if exited:
+                    return
+        finally:
+            with self._ready:
+                self._ended = True
+                self._ready.notify_all()
+
+    def _read_once(self) -> bool:
+        """Read the stream until it ends; whether the container has exited (all was read)."""
+        response = self.backend._log_stream(self.cid, self.cursor.since)
+        skip = {"stdout": self.cursor.counts["stdout"], "stderr": self.cursor.counts["stderr"]}
+        partial: dict[str, tuple[int, bytes]] = {}
+        buffer = bytearray()
+        try:
+            while not self.stop.is_set():
+                data = response.raw.read1(1 << 16)
+                if not data:
+                    break
+                buffer += data
+                position = self._frames(buffer, skip, partial)
+                del buffer[:position]
+        finally:
+            response.close()
+        if self.stop.is_set() or self.backend.is_running(self.cid):
+            return False  # the connection broke: read on from the cursor
+        for stream, (ts, text) in partial.items():  # a last line without its newline
+            self._emit(ts, stream, text, skip)
+        return True
+
+    def _frames(self, buffer: bytearray, skip: dict, partial: dict) -> int:
+        """Take the whole frames in `buffer` (8-byte header: stream, size); bytes used."""
+        position, end = 0, len(buffer)
+        while end - position >= 8:
+            size = int.from_bytes(buffer[position + 4 : position + 8], "big")
+            if end - position - 8 < size:
+                break
+            stream = STREAMS.get(buffer[position], "stdout")
+            payload = bytes(buffer[position + 8 : position + 8 + size])
+            position += 8 + size
+            match = TIMESTAMP.match(payload)
+            if not match:
+                continue
+            text = payload[match.end() :]
+            ts = self._nanoseconds(match)
+            if stream in partial:  # the next 16 KiB piece of a long line: its stamp is not output
+                first, before = partial.pop(stream)
+                ts, text = first, before + text
+            if not text.endswith(b"\n"):
+                partial[stream] = (ts, text)
+                continue
+            self._emit(ts, stream, text[:-1], skip)
+        return position
+
+    def _emit(self, ts: int, stream: str, text: bytes, skip: dict) -> None:
+        with self._ready:
+            if skip[stream]:  # taken before this stream was opened
+                skip[stream] -= 1
+                self.cursor.seen(ts, stream)
+                return
+            while len(self._lines) >= MAX_PENDING and not self.stop.is_set():
+                self._ready.wait(0.5)
+            self.cursor.add(ts, stream)
+            self._lines.append((ts, stream, text.decode("utf-8", "replace")))
+            self._ready.notify_all()
+
+    def _nanoseconds(self, match: re.Match) -> int:
+        prefix = match.group(1)
+        seconds = self._seconds.get(prefix)
+        if seconds is None:
+            seconds = calendar.timegm(time.strptime(prefix.decode(), "%Y-%m-%dT%H:%M:%S"))
+            if len(self._seconds) > 1000:
+                self._seconds.clear()
+            self._seconds[prefix] = seconds
+        return seconds * 1_000_000_000 + int((match.group(2) or b"0").ljust(9, b"0"))
 
 
 def _with_hint(message: str) -> str:

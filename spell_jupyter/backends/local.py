@@ -2,6 +2,7 @@
 
 Works anywhere Python does (Binder included). A run survives its server because its
 supervisor (`local_shim.py`) lives in its own session and keeps output and exit code in files.
+Its end is an event: a thread per run waits for the supervisor (its child, or its lock).
 """
 
 from __future__ import annotations
@@ -13,32 +14,41 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from traitlets import Unicode
+from traitlets import Float
 
 from ..errors import InvalidInput
-from ..models import OutputLine
-from .base import WORKDIR, Backend, LaunchRequest, MountRequest, ProcessState, ProcessStatus
+from ..models import WORKDIR, OutputLine, visible_envvars
+from .base import (
+    LaunchRequest,
+    OutputBatches,
+    ProcessState,
+    ProcessStatus,
+    StatusListener,
+)
+from .host import HostBackend, HostMount
 
 SHIM = Path(__file__).with_name("local_shim.py")
-READ_LIMIT = 4 << 20  # bytes of output ingested per call, so one chatty run cannot stall others
-HIDDEN_ENV_PREFIXES = ("SPELL_", "JPY_", "JUPYTER_TOKEN")
+READ_LIMIT = 4 << 20  # bytes of output taken per batch, so memory stays bounded
 
 
-class LocalBackend(Backend):
+class LocalBackend(HostBackend):
     """Each run is `/bin/sh -c COMMAND` in its own process group, supervised by a shim."""
 
     name = "local"
 
-    state_root = Unicode(help="Folder for the supervisors' state (default: SPELL_HOME/local)").tag(
-        config=True
-    )
+    output_check_interval = Float(
+        0.05, help="Seconds between looks at a quiet run's output file (sooner after output)"
+    ).tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._children: dict[int, subprocess.Popen] = {}
+        self._on_change: StatusListener | None = None
+        self._watched: set[int] = set()
 
     # -- Backend interface -------------------------------------------------------------------
 
@@ -51,7 +61,7 @@ class LocalBackend(Backend):
                 f"{', '.join(outside)}: give a relative mount path, or use the Docker backend"
             )
 
-    def prepare_mounts(self, workdir: Path, mounts: tuple[MountRequest, ...]) -> str:
+    def place_mounts(self, workdir: Path, mounts: tuple[HostMount, ...]) -> str:
         """Copy each resource into the working folder (a process has no mount namespace);
         times are kept, so unchanged copies are not saved as outputs."""
         for mount in mounts:
@@ -68,7 +78,7 @@ class LocalBackend(Backend):
                 shutil.copy2(mount.source, dest)
         return "copied into the working folder (the local backend has no mounts)"
 
-    def start(self, request: LaunchRequest) -> dict:
+    def launch(self, request: LaunchRequest) -> dict:
         state_dir = Path(self.state_root) / str(request.run_id)
         handle = {"state_dir": str(state_dir)}
         if (state_dir / "shim.lock").exists():
@@ -76,7 +86,8 @@ class LocalBackend(Backend):
         state_dir.mkdir(parents=True, exist_ok=True)
         env_file = state_dir / "env.json"
         env_file.write_text(json.dumps(self._environment(request)))
-        cwd = request.workdir / request.cwd if request.cwd else request.workdir
+        workdir = self.workdir(request.run_id)
+        cwd = workdir / request.cwd if request.cwd else workdir
         (state_dir / "shim.lock").touch()
         argv = [sys.executable, "-I", "-S", str(SHIM), str(state_dir), str(cwd), str(env_file)]
         with open(state_dir / "shim.err", "wb") as err:
@@ -110,9 +121,58 @@ class LocalBackend(Backend):
         )
         return ProcessStatus(ProcessState.LOST, None, err.strip())
 
-    def read_output(self, handle: dict, cursor: str) -> tuple[list[OutputLine], str]:
-        path = Path(handle["state_dir"]) / "output.jsonl"
-        offset = int(cursor or 0)  # a byte offset into output.jsonl
+    def watch(self, on_change: StatusListener) -> None:
+        self._on_change = on_change
+
+    def attach(self, run_id: int, handle: dict) -> None:
+        """Wait in a thread for the run's supervisor to end (our child, or the holder of its
+        lock), then report it."""
+        if run_id in self._watched or self._on_change is None:
+            return
+        self._watched.add(run_id)
+        thread = threading.Thread(
+            target=self._await_end, args=(run_id, Path(handle["state_dir"])), daemon=True
+        )
+        thread.start()
+
+    def _await_end(self, run_id: int, state_dir: Path) -> None:
+        child = self._children.get(run_id)
+        try:
+            if child is not None:
+                child.wait()
+            else:
+                with open(state_dir / "shim.lock", "a") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX)  # held by the supervisor while it lives
+                    fcntl.flock(f, fcntl.LOCK_UN)
+        except OSError:
+            pass  # its folder is gone: the status says so
+        finally:
+            self._watched.discard(run_id)
+            if self._on_change is not None:
+                self._on_change(run_id)
+
+    def follow_output(self, handle: dict, cursor: str, stop: threading.Event) -> OutputBatches:
+        """Records of output.jsonl after the byte offset `cursor`, as the supervisor appends
+        them; ends when it has written exit.json (or died) and every record was given."""
+        state_dir = Path(handle["state_dir"])
+        offset = int(cursor or 0)
+        wait = self.output_check_interval / 5
+        while not stop.is_set():
+            ended = (state_dir / "exit.json").exists() or not self._shim_alive(state_dir)
+            lines, offset, more = self._read(state_dir / "output.jsonl", offset)
+            if lines:
+                yield lines, str(offset)
+                wait = self.output_check_interval / 5
+                continue
+            if ended and not more:
+                return
+            stop.wait(wait)
+            wait = min(wait * 2, self.output_check_interval)
+
+    @staticmethod
+    def _read(path: Path, offset: int) -> tuple[list[OutputLine], int, bool]:
+        """Whole records from `offset` (at most about READ_LIMIT bytes): the lines, the offset
+        after them, and whether a record was left unfinished."""
         try:
             with open(path, "rb") as f:
                 f.seek(offset)
@@ -123,7 +183,7 @@ class LocalBackend(Backend):
                         break
                     data += more
         except FileNotFoundError:
-            return [], cursor
+            return [], offset, False
         end = data.rfind(b"\n") + 1  # only whole records
         lines = []
         for raw in data[:end].splitlines():
@@ -135,7 +195,7 @@ class LocalBackend(Backend):
                     text=record["x"],
                 )
             )
-        return lines, str(offset + end)
+        return lines, offset + end, end < len(data)
 
     def signal(self, handle: dict, signum: int) -> bool:
         pid_file = Path(handle["state_dir"]) / "pid.json"
@@ -150,7 +210,7 @@ class LocalBackend(Backend):
     def describe(self, handle: dict) -> str:
         return "Running as a local process (the local backend: no container)"
 
-    def cleanup(self, handle: dict) -> None:
+    def release(self, handle: dict) -> None:
         state_dir = Path(handle["state_dir"])
         self._reap(state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -158,7 +218,7 @@ class LocalBackend(Backend):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _environment(self, request: LaunchRequest) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIXES)}
+        env = visible_envvars(dict(os.environ))
         env.update(request.envvars)
         # The run sees only the GPUs the scheduler gave it (none for CPU machine types).
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, request.gpu_indices))

@@ -1,7 +1,25 @@
-"""The service layer: run submission, lifecycles, scheduling and SpellFS. Never imports tornado."""
+"""The run engine: lifecycles as a table of steps, scheduling, environments, log pumps.
+Event-driven; never imports tornado or jupyter_server; reaches runs only through a Backend."""
 
+from typing import Protocol
+
+from ..models import RunSpec
 from .lifecycle import RunEngine
-from .resources import ResourceService
-from .service import RunService
+from .machine_types import Allocation
 
-__all__ = ["ResourceService", "RunEngine", "RunService"]
+
+class RunControl(Protocol):
+    """What the services may ask of the engine (RunEngine is one)."""
+
+    is_leader: bool
+
+    def wake(self, run_id: int | None = None) -> None: ...
+
+    def check_submission(self, spec: RunSpec) -> None: ...
+
+    def run_stats(self, handle: dict) -> dict: ...
+
+    def held_allocations(self) -> list[Allocation]: ...
+
+
+__all__ = ["RunControl", "RunEngine"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import InvalidInput
 from ..models import RunSpec
 
+ENVIRONMENT_LABEL = "spell.environment"
 ENV_IMAGE_REPOSITORY = "spell-env"
 CONTEXT_DIR = "/tmp/spell-env"  # where the build context's files land inside the image
 FORMAT_VERSION = "1"  # bump when the generated Dockerfile changes meaning
@@ -143,7 +144,12 @@ def environment_for(
         return Environment(spec.docker_image)
     framework = frameworks.get(spec.framework)
     files: dict[str, bytes] = {}
-    steps = [f"# spell-jupyter environment, format {FORMAT_VERSION}", f"FROM {framework.image}"]
+    steps = [
+        f"# spell-jupyter environment, format {FORMAT_VERSION}",
+        f"FROM {framework.image}",
+        # on the image and on every container of its build: a failed build's are findable
+        f"LABEL {ENVIRONMENT_LABEL}={FORMAT_VERSION}",
+    ]
     if ca_files:
         for path in sorted(ca_files):
             files[f"ca-certificates/{path.stem}.crt"] = path.read_bytes()

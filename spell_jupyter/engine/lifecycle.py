@@ -1,46 +1,87 @@
-"""RunEngine: the one loop per data directory that moves runs through their lifecycle.
+"""RunEngine: the one engine per data directory that moves runs through their lifecycle.
 
 machine_requested -> building -> mounting -> running -> saving -> pushing -> complete | failed |
-stopped; `killed` skips saving; `interrupted` when a run's process vanished. Every step is
-written to the store first, so a restarted engine resumes any run from the status it finds.
+stopped; `killed` skips saving; `interrupted` when a run's process vanished. Each status has a
+step (the table `steps`) that does what it can now and says whether the run moved on, waits or
+ended. Every move is written to the store first, so a restarted engine resumes any run from the
+status it finds.
+
+Event-driven: the loop sleeps until something happens (a submission or request in this
+process, one seen in the store from another, a backend status event, background work done, a
+log pump drained, a deadline such as a timeout or a stop's grace period). Work that takes time
+goes to pools of its own (builds; code and mount fetches; launches; saves), and each running
+run's output is moved by a LogPump of its own.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import shutil
 import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from enum import Enum
+from functools import partial
 from pathlib import Path
 
 from traitlets import Float, Int, default
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import WORKDIR, Backend, BuildFailed, LaunchRequest, MountRequest, ProcessState
-from ..fs.spellfs import SpellFileSystem
+from ..backends.base import (
+    Backend,
+    BuildFailed,
+    CodeFailed,
+    LaunchRequest,
+    MountFailed,
+    MountRequest,
+    OutputFile,
+    ProcessState,
+    ProcessStatus,
+)
 from ..home_config import engine_info_path, write_private_json
 from ..humanize import human_size
-from ..models import OutputLine, RunAction, Status
+from ..models import OutputLine, RunAction, RunSpec, Status
 from ..store.repository import ActiveRun, RunStore
-from .code_sync import CodeFailed, check_out
 from .disk_reserve import DiskReserve, is_disk_full
 from .environments import Environment, Frameworks, environment_for
 from .leader import LeaderLock, leader_lock_path
+from .log_pump import LogPump
 from .machine_types import Allocation, MachineTypes
-from .mounting import MountFailed, MountSources
-from .outputs import changed_files, mount_writes, output_path, write_manifest
 
-PROGRESS = (Status.BUILDING, Status.MOUNTING)
-FINISHING = (Status.SAVING, Status.PUSHING)
 MAX_CONSECUTIVE_ERRORS = 5
 
 
+class Step(str, Enum):
+    """What a lifecycle step did, when it did not move the run on (then it returns the run in
+    its next status, whose step runs at once)."""
+
+    WAIT = "wait"  # nothing more to do until an event
+    ENDED = "ended"  # the run is final
+
+
+@dataclass
+class Pass:
+    """What one pass knows: the resources held, the runs placed, the next deadline."""
+
+    held: list[Allocation]
+    occupied: int
+    dirty: set[int]
+    everything_dirty: bool
+    deadline: float = math.inf
+
+    def due(self, run_id: int) -> bool:
+        return self.everything_dirty or run_id in self.dirty
+
+    def wake_at(self, when: float) -> None:
+        self.deadline = min(self.deadline, when)
+
+
 class RunEngine(LoggingConfigurable):
-    """Schedules queued runs under a concurrency limit and follows running ones."""
+    """Schedules queued runs under a concurrency limit and carries each through its steps."""
 
     concurrency_limit = Int(
         help="How many runs may be past machine_requested at once "
@@ -60,13 +101,24 @@ class RunEngine(LoggingConfigurable):
     def _default_stop_grace_period(self) -> float:
         return float(os.environ.get("SPELL_STOP_GRACE_PERIOD") or 10.0)
 
-    poll_interval = Float(0.02, help="Seconds between passes while runs are active").tag(
+    activity_check_interval = Float(
+        0.25,
+        help="Seconds between looks at the store for submissions and requests made through "
+        "another server of this data directory (two indexed lookups)",
+    ).tag(config=True)
+    reconcile_interval = Float(
+        30.0, help="Seconds between looks at every running run's process, besides its events"
+    ).tag(config=True)
+    build_workers = Int(2, help="Environment builds and pulls that may run at once").tag(
         config=True
     )
-    idle_poll_interval = Float(
-        0.25, help="Seconds between passes with nothing active (new submissions wake it)"
-    ).tag(config=True)
-    build_workers = Int(2, help="Environment builds that may run at once").tag(config=True)
+    fetch_workers = Int(4, help="Code checkouts and mount fetches that may run at once").tag(
+        config=True
+    )
+    launch_workers = Int(4, help="Runs that may be starting (a container created) at once").tag(
+        config=True
+    )
+    save_workers = Int(2, help="Output listings and saves that may run at once").tag(config=True)
     leader_retry_interval = Float(
         1.0, help="Seconds between attempts of a standby engine to become the leader"
     ).tag(config=True)
@@ -76,63 +128,110 @@ class RunEngine(LoggingConfigurable):
         *,
         store: RunStore,
         backend: Backend,
-        fs: SpellFileSystem,
         home: Path,
         machine_types: MachineTypes,
         frameworks: Frameworks | None = None,
         ca_files: list[Path] | None = None,
         pip_installer: str = "auto",
-        bucket_options: dict | None = None,
         leader_record: dict | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.leader_record = leader_record or {}  # written to engine.json while leading
         self.store = store
+        self.backend = backend
+        self.home = home
         self.machine_types = machine_types
         self.frameworks = frameworks or Frameworks({})
         self.ca_files = ca_files or []
         self.pip_installer = pip_installer
+        self.pools: dict[str, Executor] = {
+            "build": ThreadPoolExecutor(self.build_workers, thread_name_prefix="spell-build"),
+            "fetch": ThreadPoolExecutor(self.fetch_workers, thread_name_prefix="spell-fetch"),
+            "launch": ThreadPoolExecutor(self.launch_workers, thread_name_prefix="spell-launch"),
+            "save": ThreadPoolExecutor(self.save_workers, thread_name_prefix="spell-save"),
+        }
+        self.steps: dict[Status, Callable[[ActiveRun, Pass], Step | ActiveRun]] = {
+            Status.MACHINE_REQUESTED: self._step_queued,
+            Status.BUILDING: self._step_building,
+            Status.MOUNTING: self._step_mounting,
+            Status.RUNNING: self._step_running,
+            Status.SAVING: self._step_saving,
+            Status.PUSHING: self._step_pushing,
+        }
+        self.leader_lock = LeaderLock(leader_lock_path(home))
+        self.disk_reserve = DiskReserve(home / "engine.reserve")
+        self.pumps: dict[int, LogPump] = {}
         self._builds: dict[str, _Build] = {}  # image -> its build (or pull), shared by runs
         self._environments: dict[int, Environment] = {}  # run -> its environment
         self._prepared: set[int] = set()  # runs whose image exists
-        self._builders = ThreadPoolExecutor(self.build_workers, thread_name_prefix="spell-build")
-        self.backend = backend
-        self.fs = fs
-        self.mount_sources = MountSources(fs, home / "cache" / "mounts", bucket_options)
-        self._tasks: dict[tuple[int, str], Future] = {}  # (run, "code" | "mounts") -> work
-        self.home = home
-        self.work_root = home / "work"
-        self.work_root.mkdir(parents=True, exist_ok=True)
-        self.leader_lock = LeaderLock(leader_lock_path(home))
-        self.disk_reserve = DiskReserve(home / "engine.reserve")
+        self._staged: set[int] = set()  # runs whose mounts are ready
+        self._tasks: dict[tuple[int, str], Future] = {}  # (run, what) -> background work
+        self._outputs: dict[int, list[OutputFile]] = {}  # listed while saving, for pushing
+        self._ended: dict[int, ProcessStatus] = {}  # runs whose process ended, draining
+        self._terminated: set[int] = set()  # runs sent SIGTERM by this process
+        self._killed: set[int] = set()  # runs sent SIGKILL by this process
+        self._errors: dict[int, int] = {}
+        self._noted_waiting: set[int] = set()  # queued runs told why they wait
+        self._dirty: set[int] = set()
+        self._everything_dirty = True
+        self._dirty_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._terminated: set[int] = set()  # runs sent SIGTERM by this process
-        self._errors: dict[int, int] = {}
-        self._noted_waiting: set[int] = set()  # queued runs told that no machine is free
+        self._next_reconcile = 0.0
 
-    # -- control ---------------------------------------------------------------------------------
+    # -- the narrow interface the services use -----------------------------------------------
 
     @property
     def is_leader(self) -> bool:
         return self.leader_lock.held
+
+    def wake(self, run_id: int | None = None) -> None:
+        """Something changed (for `run_id`, or for any run): take a pass soon."""
+        with self._dirty_lock:
+            if run_id is None:
+                self._everything_dirty = True
+            else:
+                self._dirty.add(run_id)
+        self._wake.set()
+
+    def check_submission(self, spec: RunSpec) -> None:
+        """Refuse, before a run is created, what this engine's backend cannot run."""
+        self.backend.check_submission(
+            gpus=self.machine_types.types[spec.machine_type].gpus,
+            wants_environment=spec.wants_environment,
+        )
+        self.backend.check_mounts([m.target(spec.cwd) for m in spec.mounts])
+
+    def run_stats(self, handle: dict) -> dict:
+        return self.backend.stats(handle)
+
+    def held_allocations(self) -> list[Allocation]:
+        """What the placed runs hold of this host."""
+        return [
+            self.allocation_of(r)
+            for r in self.store.active_runs()
+            if r.status != Status.MACHINE_REQUESTED
+        ]
+
+    # -- control ---------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Run the loop in a daemon thread; it waits to become the leader if another is."""
         self._thread = threading.Thread(target=self._main, name="spell-engine", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._builders.shutdown(wait=False, cancel_futures=True)
+        for pump in list(self.pumps.values()):
+            pump.stop(timeout=1.0)
+        for pool in self.pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        self.backend.close()
         self.leader_lock.release()
 
     def _main(self) -> None:
@@ -144,136 +243,343 @@ class RunEngine(LoggingConfigurable):
             write_private_json(
                 engine_info_path(self.home), {**self.leader_record, "pid": os.getpid()}
             )
-            self._sweep_leftovers()
-            self.disk_reserve.hold()
-            while not self._stopping.is_set():
+            self.begin_leading()
+            self._lead()
+
+    def begin_leading(self) -> None:
+        """What a new leader does before its first pass."""
+        self.sweep_leftovers()
+        self.disk_reserve.hold()
+        self.backend.watch(self._on_backend_event)
+        self.wake()
+
+    def _lead(self) -> None:
+        mark: object = None
+        next_check = 0.0
+        deadline = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_check:
                 try:
-                    busy = self.tick()
+                    current = self.store.activity_mark()
+                except Exception:
+                    current = object()  # the store did not answer: look again by a pass
+                if current != mark:
+                    mark = current
+                    self.wake()
+                next_check = now + self.activity_check_interval
+            if self._wake.is_set() or now >= deadline:
+                self._wake.clear()
+                try:
+                    deadline = self.tick()
                 except Exception as exc:  # the store may be briefly unavailable; keep leading
                     if not self._made_room(exc):
                         self.log.exception("Spell engine: pass failed")
-                    busy = True
+                    deadline = time.monotonic() + 1.0
+                    self.wake()
                 if not self.disk_reserve.held:
                     self.disk_reserve.hold()  # once the disk has room again
-                self._wake.wait(self.poll_interval if busy else self.idle_poll_interval)
-                self._wake.clear()
+            self._wake.wait(max(0.0, min(next_check, deadline) - time.monotonic()))
+
+    def _on_backend_event(self, run_id: int | None) -> None:
+        self.wake(run_id)
 
     # -- one pass ---------------------------------------------------------------------------------
 
-    def tick(self) -> bool:
-        """Advance every active run one step. Returns whether any run is active."""
+    def tick(self) -> float:
+        """Take each active run as far as it can go now. Returns when (time.monotonic()) the
+        next pass is due without an event: a timeout, a grace period, a retry."""
+        now = time.monotonic()
+        with self._dirty_lock:
+            dirty, self._dirty = self._dirty, set()
+            everything = self._everything_dirty or now >= self._next_reconcile
+            self._everything_dirty = False
+        if everything:
+            self._next_reconcile = now + self.reconcile_interval
         runs = self.store.active_runs()
         placed = [r for r in runs if r.status != Status.MACHINE_REQUESTED]
-        held = [self.allocation_of(r) for r in placed]
-        occupied = len(placed)
+        this = Pass(
+            held=[self.allocation_of(r) for r in placed],
+            occupied=len(placed),
+            dirty=dirty,
+            everything_dirty=everything,
+            deadline=self._next_reconcile,
+        )
         for run in runs:
             try:
-                if run.status == Status.MACHINE_REQUESTED:
-                    if run.requested_action is not None:
-                        self._cancel_queued(run)
-                    elif occupied >= self.concurrency_limit:
-                        self._note_waiting(
-                            run,
-                            f"waiting for a free slot: {occupied} runs are active and the "
-                            f"concurrency limit is {self.concurrency_limit}",
-                        )
-                    else:
-                        allocation = self.machine_types.allocate(run.spec.machine_type, held)
-                        if allocation is None:
-                            self._note_waiting(
-                                run,
-                                f"waiting for a {run.spec.machine_type} machine: none is free yet",
-                            )
-                            continue
-                        held.append(allocation)
-                        occupied += 1
-                        self._launch(run, allocation)
-                elif run.status in PROGRESS:
-                    self._launch(run, self.allocation_of(run))
-                elif run.status == Status.RUNNING:
-                    self._follow(run)
-                elif run.status in FINISHING:
-                    self._finish(run, self._exit_code(run))
+                self._advance(run, this)
                 self._errors.pop(run.id, None)
             except Exception as exc:
                 self._on_error(run, exc)
-        return bool(runs)
+                this.wake_at(time.monotonic() + 1.0)  # try the step again
+        self._forget_gone({r.id for r in runs})
+        return this.deadline
+
+    def _advance(self, run: ActiveRun, this: Pass) -> None:
+        """Run the run's steps while it moves on (a run can go from queued to running in one
+        pass when nothing needs waiting for)."""
+        while True:
+            outcome = self.steps[run.status](run, this)
+            if not isinstance(outcome, ActiveRun):
+                return
+            run = outcome
+            this.dirty.add(run.id)
+
+    def _forget_gone(self, active: set[int]) -> None:
+        """Drop what this process keeps for runs that are no longer active."""
+        for run_id in [r for r in self.pumps if r not in active]:
+            self.pumps.pop(run_id).stop_event.set()
+        for memory in (self._environments, self._outputs, self._ended, self._errors):
+            for run_id in [r for r in memory if r not in active]:
+                del memory[run_id]
+        for runs in self._run_sets():
+            runs.intersection_update(active)
+
+    def _run_sets(self) -> tuple[set[int], ...]:
+        return (self._prepared, self._staged, self._terminated, self._killed, self._noted_waiting)
+
+    def _forget(self, run_id: int) -> None:
+        for memory in (self._environments, self._outputs, self._ended, self._errors):
+            memory.pop(run_id, None)
+        for runs in self._run_sets():
+            runs.discard(run_id)
 
     # -- steps -----------------------------------------------------------------------------------
 
-    def _cancel_queued(self, run: ActiveRun) -> None:
-        final = Status.KILLED if run.requested_action == RunAction.KILL else Status.STOPPED
-        self.store.set_status(run.id, final, f"Run {final.value} before it started")
-        self._environments.pop(run.id, None)
-        self._prepared.discard(run.id)
-
-    def _note_waiting(self, run: ActiveRun, why: str) -> None:
-        """Tell a queued run once why it waits (the first reason it meets)."""
-        if run.id not in self._noted_waiting:
-            self._noted_waiting.add(run.id)
-            self.store.add_status_note(run.id, why)
-
-    def allocation_of(self, run: ActiveRun) -> Allocation:
-        if run.allocation:
-            return Allocation.from_json(run.allocation)
-        mtype = self.machine_types.types.get(run.spec.machine_type)  # runs from before 0002
-        return Allocation(mtype.cpus, mtype.memory_mib) if mtype else Allocation(0, 0)
-
-    def _launch(self, run: ActiveRun, allocation: Allocation) -> None:
-        if run.status == Status.MACHINE_REQUESTED:
-            self._noted_waiting.discard(run.id)
-            self.store.set_status(
-                run.id, Status.BUILDING, "Building", allocation=allocation.as_json()
+    def _step_queued(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
+        if run.requested_action is not None:
+            return self._cancel(run)
+        if this.occupied >= self.concurrency_limit:
+            self._note_waiting(
+                run,
+                f"waiting for a free slot: {this.occupied} runs are active and the "
+                f"concurrency limit is {self.concurrency_limit}",
             )
-        elif run.requested_action is not None:  # stopped or killed before it ran
-            self._cancel_queued(run)
-            return
-        image = None
-        if self.backend.supports_environments:
-            environment = self._environment_of(run)
-            image = environment.image
-            waiting = run.status in (Status.MACHINE_REQUESTED, Status.BUILDING)
-            if waiting and run.id not in self._prepared:  # said once, however long code takes
-                if not self._prepare(run.id, environment):
-                    return  # still building (the next pass looks again), or build_failed
-                self._prepared.add(run.id)
-        if run.status in (Status.MACHINE_REQUESTED, Status.BUILDING):
-            if run.spec.code is not None and not self._check_out_code(run):
-                return  # still cloning or unpacking, or ended build_failed
-            self.store.set_status(run.id, Status.MOUNTING, "Mounting")
-        mounts = self._mount(run) if run.spec.mounts else ()
-        if mounts is None:
-            return  # still fetching, or ended mount_failed
-        workdir = self._workdir(run.id)
-        (workdir / run.spec.cwd).mkdir(parents=True, exist_ok=True)
-        if mounts and not self._manifest(run.id).exists():
-            how = self.backend.prepare_mounts(workdir, mounts)
-            self.store.add_status_note(run.id, f"Mounts: {how}")
-        write_manifest(workdir, self._manifest(run.id))
-        handle = self.backend.start(
-            LaunchRequest(
-                run_id=run.id,
-                command=run.spec.command,
-                workdir=workdir,
-                cwd=run.spec.cwd,
-                envvars=run.spec.envvars,
-                gpu_indices=allocation.gpu_indices,
-                cpus=allocation.cpus,
-                memory_mib=allocation.memory_mib,
-                image=image,
-                mounts=mounts,
+            return Step.WAIT
+        allocation = self.machine_types.allocate(run.spec.machine_type, this.held)
+        if allocation is None:
+            self._note_waiting(
+                run, f"waiting for a {run.spec.machine_type} machine: none is free yet"
             )
+            return Step.WAIT
+        this.held.append(allocation)
+        this.occupied += 1
+        self._noted_waiting.discard(run.id)
+        self.store.set_status(run.id, Status.BUILDING, "Building", allocation=allocation.as_json())
+        return replace(run, status=Status.BUILDING, allocation=allocation.as_json())
+
+    def _step_building(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
+        if run.requested_action is not None and not self._in_flight(run.id):
+            return self._cancel(run)
+        if self.backend.images is not None and run.id not in self._prepared:
+            ready = self._prepare(run.id, self._environment_of(run))
+            if not ready:
+                return Step.WAIT if ready is None else Step.ENDED
+            self._prepared.add(run.id)  # said once, however long the code takes
+        if run.requested_action is not None:
+            return self._cancel(run)
+        if run.spec.code is not None:
+            code = run.spec.code
+            if code.github_url and (run.id, "code") not in self._tasks:
+                where = f" at {code.github_ref}" if code.github_ref else ""
+                self.store.add_status_note(run.id, f"Cloning {code.github_url}{where}")
+            request = self._request(run)
+            done = self._background(
+                run.id, "code", "fetch", partial(self.backend.stage_code, request)
+            )
+            if done is None:
+                return Step.WAIT
+            if self._failed(run.id, done, CodeFailed, "Code sync failed", Status.BUILD_FAILED):
+                return Step.ENDED
+            staged = done.result()
+            for warning in staged.warnings:
+                self.store.add_status_note(run.id, f"Warning: {warning}")
+            if code.commit != staged.commit:
+                self.store.record_commit(run.id, staged.commit)
+            patched = " with the uncommitted changes" if code.patch else ""
+            self.store.add_status_note(
+                run.id, f"Code: {code.repository} at commit {staged.commit[:12]}{patched}"
+            )
+        self.store.set_status(run.id, Status.MOUNTING, "Mounting")
+        return replace(run, status=Status.MOUNTING)
+
+    def _step_mounting(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
+        if run.requested_action is not None and not self._in_flight(run.id):
+            return self._cancel(run)
+        request = self._request(run)
+        if run.id not in self._staged:
+            staged = self._background(
+                run.id, "mounts", "fetch", partial(self.backend.stage_mounts, request)
+            )
+            if staged is None:
+                return Step.WAIT
+            if self._failed(run.id, staged, MountFailed, "Mount failed", Status.MOUNT_FAILED):
+                return Step.ENDED
+            for note in staged.result():
+                self.store.add_status_note(run.id, note)
+            self._staged.add(run.id)
+        launched = self._background(
+            run.id, "launch", "launch", partial(self.backend.launch, request)
         )
+        if launched is None:
+            return Step.WAIT
+        handle = launched.result()  # a failure is this step's error: tried again
         self.store.set_handle(run.id, self.backend.name, handle)
         self.store.add_status_note(run.id, self.backend.describe(handle))
         self.store.set_status(run.id, Status.RUNNING, "Run is running")
+        self._follow(run.id, handle, "")
+        return replace(run, status=Status.RUNNING, handle=handle, started_at=_now())
 
-    def _in_background(self, run_id: int, what: str, work) -> Future | None:
-        """Start `work` in the worker pool once per run; the future when it is done."""
+    def _step_running(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
+        handle = run.handle or {}
+        if run.id not in self.pumps:  # a run this engine finds running: reattach
+            self._follow(run.id, handle, run.output_cursor)
+            this.dirty.add(run.id)
+        if self._timed_out(run):
+            self.store.add_status_note(
+                run.id, f"Run timed out after {run.spec.timeout_minutes:g} minutes: stopping"
+            )
+            self.store.request_action(run.id, RunAction.STOP)
+            run = replace(run, requested_action=RunAction.STOP, requested_at=_now())
+        elif run.requested_action is None and run.spec.timeout_minutes is not None:
+            left = run.spec.timeout_minutes * 60 - _seconds_since(run.started_at)
+            this.wake_at(time.monotonic() + max(left, 0.0))
+        self._carry_out_request(run, handle, this)
+        if run.id not in self._ended:
+            if not this.due(run.id):
+                return Step.WAIT
+            state = self.backend.status(handle)
+            if not state.ended:
+                return Step.WAIT
+            self._ended[run.id] = state
+        if not self.pumps[run.id].drained.is_set():
+            return Step.WAIT  # its pump wakes the engine once the last line is stored
+        state = self._ended.pop(run.id)
+        self.pumps.pop(run.id)
+        if state.state == ProcessState.LOST:
+            self.store.add_status_note(
+                run.id,
+                "The run's process ended without an exit code (was the machine restarted?)"
+                + (f": {state.detail}" if state.detail else ""),
+            )
+        elif state.detail:
+            self.store.add_status_note(run.id, f"The run ended: {state.detail}")
+        if run.requested_action == RunAction.KILL:
+            self._end(run, Status.KILLED, "Run killed", state.exit_code)
+            return Step.ENDED
+        self.store.set_status(run.id, Status.SAVING, "Saving", user_exit_code=state.exit_code)
+        return replace(run, status=Status.SAVING, user_exit_code=state.exit_code)
+
+    def _step_saving(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
+        if run.requested_action == RunAction.KILL and not self._in_flight(run.id):
+            self._end(run, Status.KILLED, "Run killed", self._exit_code(run))
+            return Step.ENDED
+        if (run.id, "outputs") not in self._tasks:
+            self.store.add_status_note(run.id, "Retrieving modified or new files from the run")
+        request = self._request(run)
+        done = self._background(
+            run.id, "outputs", "save", partial(self.backend.list_outputs, request)
+        )
+        if done is None:
+            return Step.WAIT
+        files = done.result()
+        self._outputs[run.id] = files
+        if files:
+            total = human_size(sum(f.size for f in files))
+            self.store.add_status_note(run.id, f"Found {_count(files)} to save ({total})")
+        else:
+            self.store.add_status_note(run.id, "No modified or new files found")
+        self.store.set_status(run.id, Status.PUSHING, "Pushing")
+        return replace(run, status=Status.PUSHING)
+
+    def _step_pushing(self, run: ActiveRun, this: Pass) -> Step:
+        request = self._request(run)
+        listed = self._outputs.get(run.id)
+
+        def push() -> list[OutputFile]:
+            files = listed if listed is not None else self.backend.list_outputs(request)
+            self.backend.save_outputs(request, files)
+            return files
+
+        done = self._background(run.id, "save", "save", push)
+        if done is None:
+            return Step.WAIT
+        files = done.result()  # a failure is this step's error: the save is tried again
+        if files:
+            self.store.add_status_note(run.id, f"Saved {_count(files)} to runs/{run.id}")
+        final, message, code = _final(run.requested_action, self._exit_code(run))
+        self._end(run, final, message, code)
+        return Step.ENDED
+
+    # -- what the steps share --------------------------------------------------------------------
+
+    def _request(self, run: ActiveRun) -> LaunchRequest:
+        allocation = self.allocation_of(run)
+        environment = self._environment_of(run) if self.backend.images is not None else None
+        return LaunchRequest(
+            run_id=run.id,
+            command=run.spec.command,
+            cwd=run.spec.cwd,
+            envvars=run.spec.envvars,
+            gpu_indices=allocation.gpu_indices,
+            cpus=allocation.cpus,
+            memory_mib=allocation.memory_mib,
+            image=environment.image if environment else None,
+            code=run.spec.code,
+            mounts=tuple(MountRequest(m.resource, m.target(run.spec.cwd)) for m in run.spec.mounts),
+        )
+
+    def _follow(self, run_id: int, handle: dict, cursor: str) -> None:
+        """Start the run's log pump and follow its status events."""
+        self.pumps[run_id] = LogPump(
+            run_id=run_id,
+            handle=handle,
+            cursor=cursor,
+            backend=self.backend,
+            store=self.store,
+            on_done=self.wake,
+            on_error=self._made_room,
+            log=self.log,
+        ).start()
+        self.backend.attach(run_id, handle)
+
+    def _cancel(self, run: ActiveRun) -> Step:
+        """A run stopped or killed before its process started."""
+        final = Status.KILLED if run.requested_action == RunAction.KILL else Status.STOPPED
+        self._end(run, final, f"Run {final.value} before it started", None, handle=None)
+        return Step.ENDED
+
+    def _end(
+        self,
+        run: ActiveRun,
+        final: Status,
+        message: str,
+        exit_code: int | None,
+        handle: dict | bool | None = True,
+    ) -> None:
+        self.store.set_status(run.id, final, message, user_exit_code=exit_code)
+        self._cleanup(run.id, run.handle if handle is True else handle)
+
+    def _cleanup(self, run_id: int, handle: dict | None) -> None:
+        pump = self.pumps.pop(run_id, None)
+        if pump is not None:
+            pump.stop_event.set()
+        self.backend.cleanup(run_id, handle)
+        self._forget(run_id)
+
+    def _in_flight(self, run_id: int) -> bool:
+        """Is background work of this run still going (a launch must not be cut off)?"""
+        return any(key[0] == run_id and not f.done() for key, f in self._tasks.items())
+
+    def _background(
+        self, run_id: int, what: str, pool: str, work: Callable[[], object]
+    ) -> Future | None:
+        """Start `work` in `pool` once per run; the future once it is done (then forgotten)."""
         key = (run_id, what)
         if key not in self._tasks:
-            self._tasks[key] = self._builders.submit(work)
-            self._tasks[key].add_done_callback(lambda _: self.wake())
+            future = self.pools[pool].submit(work)
+            self._tasks[key] = future
+            future.add_done_callback(lambda _: self.wake(run_id))
         future = self._tasks[key]
         if not future.done():
             return None
@@ -291,58 +597,17 @@ class RunEngine(LoggingConfigurable):
         self._cleanup(run_id, None)
         return True
 
-    def _check_out_code(self, run: ActiveRun) -> bool:
-        """Unpack (or clone) the run's code into its working folder: True once it is there."""
-        code = run.spec.code
-        assert code is not None
-        if code.github_url and (run.id, "code") not in self._tasks:
-            where = f" at {code.github_ref}" if code.github_ref else ""
-            self.store.add_status_note(run.id, f"Cloning {code.github_url}{where}")
-        dest = self._workdir(run.id) / code.repository
-        done = self._in_background(run.id, "code", lambda: check_out(code, dest, self.fs.read_blob))
-        if done is None:
-            return False
-        if self._failed(run.id, done, CodeFailed, "Code sync failed", Status.BUILD_FAILED):
-            return False
-        commit, warnings = done.result()
-        for warning in warnings:
-            self.store.add_status_note(run.id, f"Warning: {warning}")
-        if code.commit != commit:
-            self.store.record_commit(run.id, commit)
-        patched = " with the uncommitted changes" if code.patch else ""
-        self.store.add_status_note(
-            run.id, f"Code: {code.repository} at commit {commit[:12]}{patched}"
-        )
-        return True
+    def _note_waiting(self, run: ActiveRun, why: str) -> None:
+        """Tell a queued run once why it waits (the first reason it meets)."""
+        if run.id not in self._noted_waiting:
+            self._noted_waiting.add(run.id)
+            self.store.add_status_note(run.id, why)
 
-    def _mount(self, run: ActiveRun) -> tuple[MountRequest, ...] | None:
-        """The run's mounts, resolved to sources on this machine (bucket and S3 resources
-        fetched into the cache); None while fetching or once the run ended mount_failed."""
-        done = self._in_background(
-            run.id,
-            "mounts",
-            lambda: [self.mount_sources.source_of(m.resource) for m in run.spec.mounts],
-        )
-        if done is None:
-            return None
-        if self._failed(run.id, done, MountFailed, "Mount failed", Status.MOUNT_FAILED):
-            return None
-        requests = []
-        for index, (mount, source) in enumerate(zip(run.spec.mounts, done.result(), strict=True)):
-            target = mount.target(run.spec.cwd)
-            requests.append(
-                MountRequest(
-                    source=source.path,
-                    target=target,
-                    upper=self._mounts_dir(run.id) / str(index) / "upper",
-                    scratch=self._mounts_dir(run.id) / str(index) / "work",
-                )
-            )
-            if run.status != Status.RUNNING and not self._manifest(run.id).exists():
-                self.store.add_status_note(
-                    run.id, f"Mounting {mount.resource} at {target} ({source.how})"
-                )
-        return tuple(requests)
+    def allocation_of(self, run: ActiveRun) -> Allocation:
+        if run.allocation:
+            return Allocation.from_json(run.allocation)
+        mtype = self.machine_types.types.get(run.spec.machine_type)  # runs from before 0002
+        return Allocation(mtype.cpus, mtype.memory_mib) if mtype else Allocation(0, 0)
 
     def _environment_of(self, run: ActiveRun) -> Environment:
         """The run's environment, worked out (CA files read, context hashed) once per run."""
@@ -355,23 +620,25 @@ class RunEngine(LoggingConfigurable):
     def _prepare(self, run_id: int, environment: Environment) -> bool | None:
         """Make sure the run's image exists: True when it does, None while it is being built
         or pulled (output streams into the run's logs), False when that failed."""
+        images = self.backend.images
+        assert images is not None
         image = environment.image
         build = self._builds.get(image)
         if build is None:
-            if self.backend.has_image(image):
+            if images.has_image(image):
                 if environment.context is not None:
                     self.store.add_status_note(run_id, f"Retrieving cached environment {image}")
                 return True
             if environment.context is None:
                 self.store.add_status_note(run_id, f"Pulling {image}")
-                work = lambda sink: self.backend.pull_image(image, sink)  # noqa: E731
+                work = lambda sink: images.pull_image(image, sink)  # noqa: E731
             else:
                 self.store.add_status_note(run_id, f"Building environment {image}")
                 context = environment.context
-                work = lambda sink: self.backend.build_image(  # noqa: E731
+                work = lambda sink: images.build_image(  # noqa: E731
                     context.dockerfile, context.files, image, sink
                 )
-            build = _Build(self._builders.submit(self._build, run_id, work), run_id)
+            build = _Build(self.pools["build"].submit(self._build, run_id, work), run_id)
             build.future.add_done_callback(lambda _: self.wake())
             self._builds[image] = build
         if not build.future.done():
@@ -417,30 +684,6 @@ class RunEngine(LoggingConfigurable):
         finally:
             flush()
 
-    def _follow(self, run: ActiveRun) -> None:
-        handle = run.handle or {}
-        cursor = self._ingest(run.id, handle, run.output_cursor)
-        if self._timed_out(run):
-            self.store.add_status_note(
-                run.id, f"Run timed out after {run.spec.timeout_minutes:g} minutes: stopping"
-            )
-            self.store.request_action(run.id, RunAction.STOP)
-            run = replace(run, requested_action=RunAction.STOP, requested_at=_now())
-        self._carry_out_request(run, handle)
-        state = self.backend.status(handle)
-        if state.state in (ProcessState.STARTING, ProcessState.RUNNING):
-            return
-        self._ingest(run.id, handle, cursor, drain=True)
-        if state.state == ProcessState.LOST:
-            self.store.add_status_note(
-                run.id,
-                "The run's process ended without an exit code (was the machine restarted?)"
-                + (f": {state.detail}" if state.detail else ""),
-            )
-        elif state.detail:
-            self.store.add_status_note(run.id, f"The run ended: {state.detail}")
-        self._finish(run, state.exit_code)
-
     @staticmethod
     def _timed_out(run: ActiveRun) -> bool:
         limit = run.spec.timeout_minutes
@@ -450,131 +693,50 @@ class RunEngine(LoggingConfigurable):
             and _seconds_since(run.started_at) > limit * 60
         )
 
-    def _carry_out_request(self, run: ActiveRun, handle: dict) -> None:
-        if run.requested_action == RunAction.KILL:
-            self.backend.signal(handle, signal.SIGKILL)
-        elif run.requested_action == RunAction.STOP:
-            if run.id not in self._terminated:
-                if self.backend.signal(handle, signal.SIGTERM):
-                    self._terminated.add(run.id)
-                    self.store.add_status_note(
-                        run.id,
-                        f"Stopping: sent SIGTERM, SIGKILL in {self.stop_grace_period:g}s",
-                    )
-            elif _seconds_since(run.requested_at) > self.stop_grace_period:
-                self.backend.signal(handle, signal.SIGKILL)
-
-    def _finish(self, run: ActiveRun, exit_code: int | None) -> None:
-        """Save outputs (unless killed) in the worker pool, so a long push holds up no other
-        run; then set the final status and clean up."""
-        action = run.requested_action
-        if action == RunAction.KILL and (run.id, "save") not in self._tasks:
-            self.store.set_status(run.id, Status.KILLED, "Run killed", user_exit_code=exit_code)
-        else:
-            if run.status != Status.PUSHING:
-                if run.status != Status.SAVING:
-                    self.store.set_status(run.id, Status.SAVING, "Saving")
-                self.store.add_status_note(run.id, "Retrieving modified or new files from the run")
-                files = self._outputs(run)
-                if files:
-                    total = human_size(sum(size for _, _, size in files))
-                    self.store.add_status_note(run.id, f"Found {_count(files)} to save ({total})")
-                else:
-                    self.store.add_status_note(run.id, "No modified or new files found")
-                self.store.set_status(run.id, Status.PUSHING, "Pushing")
-            done = self._in_background(run.id, "save", lambda: self._save(run))
-            if done is None:
+    def _carry_out_request(self, run: ActiveRun, handle: dict, this: Pass) -> None:
+        """Signal a stop (SIGTERM, then SIGKILL after the grace period) or a kill, once each;
+        a process not started yet is signalled again shortly."""
+        if run.id in self._ended or run.requested_action is None:
+            return
+        now = time.monotonic()
+        if run.requested_action == RunAction.STOP and run.id not in self._terminated:
+            if not self.backend.signal(handle, signal.SIGTERM):
+                this.wake_at(now + 0.1)
                 return
-            files = done.result()  # a failure is the loop's error: the save is tried again
-            if files:
-                self.store.add_status_note(run.id, f"Saved {_count(files)} to runs/{run.id}")
-            final, message, code = self._final(action, exit_code)
-            self.store.set_status(run.id, final, message, user_exit_code=code)
-        self._cleanup(run.id, run.handle)
-
-    def _save(self, run: ActiveRun) -> list[tuple[str, str, int]]:
-        """Move (local root) or push the run's outputs to runs/<id>; the files saved."""
-        files = self._outputs(run)
-        self.fs.save_run_outputs(
-            run.id, self._workdir(run.id), [(source, rel) for source, rel, _ in files]
-        )
-        return files
-
-    def _outputs(self, run: ActiveRun) -> list[tuple[str, str, int]]:
-        """(local file, path under runs/<id>, size): files new or changed in the working
-        folder, and what the run wrote under its folder mounts."""
-        workdir = self._workdir(run.id)
-        repository = run.spec.code.repository if run.spec.code else None
-        found = [
-            (str(workdir / rel), output_path(rel, repository), size)
-            for rel, size in changed_files(workdir, self._manifest(run.id))
-        ]
-        for index, mount in enumerate(run.spec.mounts):
-            target = mount.target(run.spec.cwd)
-            base = target[len(WORKDIR) + 1 :] if target.startswith(WORKDIR + "/") else target[1:]
-            upper = self._mounts_dir(run.id) / str(index) / "upper"
-            found += [
-                (str(upper / rel), output_path(f"{base}/{rel}", repository), size)
-                for rel, size in mount_writes(upper)
-            ]
-        return found
-
-    @staticmethod
-    def _final(action: RunAction | None, exit_code: int | None) -> tuple[Status, str, int | None]:
-        if action == RunAction.STOP:
-            return Status.STOPPED, "Run stopped", exit_code
-        if exit_code is None:
-            return Status.INTERRUPTED, "Run interrupted", None
-        if exit_code == 0:
-            return Status.COMPLETE, "Run complete", 0
-        return Status.FAILED, f"Run failed with exit code {exit_code}", exit_code
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def _ingest(self, run_id: int, handle: dict, cursor: str, drain: bool = False) -> str:
-        while True:
-            lines, new_cursor = self.backend.read_output(handle, cursor)
-            if new_cursor == cursor:
-                return cursor
-            self.store.append_output(run_id, lines, new_cursor)
-            cursor = new_cursor
-            if not drain:
-                return cursor
+            self._terminated.add(run.id)
+            self.store.add_status_note(
+                run.id, f"Stopping: sent SIGTERM, SIGKILL in {self.stop_grace_period:g}s"
+            )
+        if run.id in self._killed:
+            return
+        if run.requested_action == RunAction.STOP:
+            left = self.stop_grace_period - _seconds_since(run.requested_at)
+            if left > 0:
+                this.wake_at(now + left + 0.01)
+                return
+        if self.backend.signal(handle, signal.SIGKILL):
+            self._killed.add(run.id)
+        else:
+            this.wake_at(now + 0.1)
 
     def _exit_code(self, run: ActiveRun) -> int | None:
-        if not run.handle:
-            return None
+        """The exit code recorded when the run left `running` (asked of the backend for a run
+        from before it was recorded)."""
+        if run.user_exit_code is not None or not run.handle:
+            return run.user_exit_code
         state = self.backend.status(run.handle)
         return state.exit_code if state.state == ProcessState.EXITED else None
 
-    def _cleanup(self, run_id: int, handle: dict | None) -> None:
-        if handle:
-            self.backend.cleanup(handle)
-        shutil.rmtree(self._workdir(run_id), ignore_errors=True)
-        shutil.rmtree(self._mounts_dir(run_id), ignore_errors=True)
-        self._manifest(run_id).unlink(missing_ok=True)
-        self._terminated.discard(run_id)
-        self._environments.pop(run_id, None)
-        self._prepared.discard(run_id)
-
-    def _sweep_leftovers(self) -> None:
-        """Remove working folders (and containers) of runs that ended while their cleanup was
-        cut short."""
-        active = {r.id for r in self.store.active_runs()}
-        for run_id in self.backend.remove_orphans(active):
+    def sweep_leftovers(self) -> None:
+        """Remove what runs left behind when their cleanup was cut short. Only runs the store
+        says are no longer active are touched: if it does not answer, nothing is."""
+        try:
+            active = {r.id for r in self.store.active_runs()}
+        except Exception:
+            self.log.exception("Spell engine: the store did not answer; nothing was swept")
+            return
+        for run_id in self.backend.remove_leftovers(active):
             self.log.info("Spell engine: removed what run %s left behind", run_id)
-        for entry in self.work_root.iterdir():
-            run_id = entry.name.split(".", 1)[0]
-            if run_id.isdigit():
-                try:
-                    final = self.store.status_of(int(run_id)).is_final
-                except Exception:
-                    final = True  # no such run
-                if final:
-                    if entry.is_dir():
-                        shutil.rmtree(entry, ignore_errors=True)
-                    else:
-                        entry.unlink(missing_ok=True)
 
     def _made_room(self, exc: BaseException) -> bool:
         """When the disk is full, free the engine's reserve so the step can be tried again
@@ -594,25 +756,28 @@ class RunEngine(LoggingConfigurable):
         count = self._errors.get(run.id, 0) + 1
         self._errors[run.id] = count
         self.log.exception("Spell engine: run %s failed a step (%s in a row)", run.id, count)
+        self.wake(run.id)
         if count >= MAX_CONSECUTIVE_ERRORS:
             self.store.add_status_note(run.id, f"The engine could not advance this run: {exc}")
             self.store.set_status(run.id, Status.FAILED, f"Run failed: {exc}")
             self._errors.pop(run.id, None)
-
-    def _workdir(self, run_id: int) -> Path:
-        return self.work_root / str(run_id)
-
-    def _mounts_dir(self, run_id: int) -> Path:
-        return self.work_root / f"{run_id}.mounts"
-
-    def _manifest(self, run_id: int) -> Path:
-        return self.work_root / f"{run_id}.manifest.json"
+            self._cleanup(run.id, run.handle)
 
 
 @dataclass(frozen=True)
 class _Build:
     future: Future
     run_id: int  # the run whose logs show the build
+
+
+def _final(action: RunAction | None, exit_code: int | None) -> tuple[Status, str, int | None]:
+    if action == RunAction.STOP:
+        return Status.STOPPED, "Run stopped", exit_code
+    if exit_code is None:
+        return Status.INTERRUPTED, "Run interrupted", None
+    if exit_code == 0:
+        return Status.COMPLETE, "Run complete", 0
+    return Status.FAILED, f"Run failed with exit code {exit_code}", exit_code
 
 
 def _now() -> datetime:

@@ -9,22 +9,23 @@ import os
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Enum, Int, List, Unicode, default, import_item
+from traitlets import Bool, Dict, Enum, Int, List, Type, Unicode, default
 from traitlets.config import Config
 
 from .._version import __version__
+from ..backends import backend_named
 from ..backends.base import Backend
 from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
-from ..engine import ResourceService, RunEngine, RunService
+from ..engine import RunEngine
 from ..engine.environments import DEFAULT_FRAMEWORKS, Frameworks
 from ..engine.leader import LeaderLock, leader_lock_path
 from ..engine.machine_types import DEFAULT_MACHINE_TYPES, HostCapacity, MachineTypes
-from ..engine.service import DEFAULT_MOUNT_URLS
 from ..fs.spellfs import SpellFileSystem
 from ..home_config import config_path, engine_info_path, read_json
 from ..paths import spell_home
 from ..processes import alive
+from ..services import DEFAULT_MOUNT_URLS, RunManager, SpellFSManager
 from ..store import RunStore, connect_database
 from ..store.database import default_db_url
 from .handlers import route_table
@@ -118,9 +119,17 @@ class SpellJupyter(ExtensionApp):
         return os.environ.get("SPELL_LOCAL_COPIES", "1").strip().lower() not in ("0", "false", "no")
 
     backend = Unicode(
-        help="What runs commands: 'auto' (Docker if it answers, else local processes), "
-        "'docker', 'local', or a Backend class as 'module.Class' (env SPELL_BACKEND; "
-        "default auto)"
+        help="What runs commands: 'auto' (Docker if it answers, else local processes), or "
+        "the name of a backend registered under the spell_jupyter.backends entry points "
+        "('docker', 'local', ...), or a Backend class as 'module.Class' (env SPELL_BACKEND; "
+        "default auto). SpellJupyter.backend_class wins when set"
+    ).tag(config=True)
+
+    backend_class = Type(
+        default_value=Backend,
+        klass=Backend,
+        help="The Backend class that runs commands, for deployments that bring their own; "
+        "left at the abstract Backend, SpellJupyter.backend picks one by name",
     ).tag(config=True)
 
     @default("backend")
@@ -185,8 +194,8 @@ class SpellJupyter(ExtensionApp):
             output_umask=self.output_umask,
             skip_instance_cache=True,
         )
-        resources = ResourceService(fs, home / "staging")
-        backend = self._backend(home)
+        resources = SpellFSManager(fs, home / "staging")
+        backend = self._backend(home, fs)
         self.log.info("Spell: runs use the %s backend", backend.name)
         host = HostCapacity.from_config(self.host_capacity)
         machine_types = MachineTypes(self.machine_types, host)
@@ -195,13 +204,11 @@ class SpellJupyter(ExtensionApp):
             parent=self,
             store=store,
             backend=backend,
-            fs=fs,
             home=home,
             machine_types=machine_types,
             frameworks=frameworks,
             ca_files=[Path(p) for p in self.ca_certificates],
             pip_installer=self.pip_installer,
-            bucket_options=self.fs_options,
         )
         settings = self._run_settings(self.engine)
         try:
@@ -214,7 +221,7 @@ class SpellJupyter(ExtensionApp):
             "spell_server": self.is_spell_server,
             "settings": settings,
         }
-        self.service = RunService(
+        self.service = RunManager(
             store=store,
             resources=resources,
             machine_types=machine_types,
@@ -253,7 +260,11 @@ class SpellJupyter(ExtensionApp):
         Storage options are compared by digest (they may hold secrets)."""
         options = json.dumps(self.fs_options, sort_keys=True, default=str).encode()
         settings = {
-            "SpellJupyter.backend": self.backend,
+            "SpellJupyter.backend": (
+                f"{self.backend_class.__module__}.{self.backend_class.__qualname__}"
+                if self.backend_class is not Backend
+                else self.backend
+            ),
             "SpellJupyter.db_url": self.db_url,
             "SpellJupyter.fs_root": self.fs_root,
             "SpellJupyter.fs_options": hashlib.sha256(options).hexdigest()[:16],
@@ -272,20 +283,17 @@ class SpellJupyter(ExtensionApp):
         }
         return json.loads(json.dumps(settings, default=str))  # as engine.json will hold it
 
-    def _backend(self, home: Path) -> Backend:
+    def _backend(self, home: Path, fs: SpellFileSystem) -> Backend:
+        options = {"parent": self, "fs": fs, "home": home, "bucket_options": self.fs_options}
+        if self.backend_class is not Backend:
+            return self.backend_class(**options)
         choice = self.backend.strip()
-        if choice in ("auto", "docker"):
-            docker = DockerBackend(parent=self, state_root=str(home / DockerBackend.name))
-            if choice == "docker" or docker.answers():
+        if choice == "auto":
+            docker = DockerBackend(**options)
+            if docker.answers():
                 return docker
-            backend_class: type = LocalBackend
-        elif choice == "local":
-            backend_class = LocalBackend
-        else:
-            backend_class = import_item(choice)
-            if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
-                raise ValueError(f"SpellJupyter.backend: {choice} is not a Backend class")
-        return backend_class(parent=self, state_root=str(home / backend_class.name))
+            return LocalBackend(**options)
+        return backend_named(choice)(**options)
 
     def _framework_table(self) -> dict:
         table = {**DEFAULT_FRAMEWORKS, **self.frameworks}

@@ -14,8 +14,8 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import ValidationError
 from tornado import web
 
-from ..engine import ResourceService, RunService
 from ..errors import NotHere, SpellError
+from ..services import RunManager, SpellFSManager
 from .peer import is_same_user_here
 
 # What a Jupyter Authorizer (or JupyterHub's scopes) is asked about: read (listings, logs,
@@ -102,11 +102,11 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
         return f"{self.request.method} {uri} ({self.request.remote_ip})"
 
     @property
-    def service(self) -> RunService:
+    def service(self) -> RunManager:
         return self.settings["spell_service"]
 
     @property
-    def resources(self) -> ResourceService:
+    def resources(self) -> SpellFSManager:
         return self.settings["spell_resources"]
 
     def is_local_peer(self) -> bool:

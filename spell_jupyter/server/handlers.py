@@ -1,4 +1,4 @@
-"""Thin REST handlers over RunService. Every one is authenticated by jupyter_server; errors are
+"""Thin REST handlers over RunManager. Every one is authenticated by jupyter_server; errors are
 JSON `{"message": ...}` with 400/403/404/409, never a 500 for bad input."""
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from .resource_handlers import (
 )
 
 API_PREFIX = "/spell/api/v1"
-STREAM_POLL_SECONDS = 0.02
-WAIT_POLL_SECONDS = 0.05
+FEED_SAFETY_SECONDS = 5.0  # a follower also looks at the store this often (never needed)
 MAX_WAIT_SECONDS = 60.0
 
 
@@ -119,6 +118,8 @@ class LogsHandler(SpellHandler):
             offset = max(offset, await self.call(self.service.log_count, rid) - tail)
         self.set_header("Content-Type", "application/x-ndjson")
         self.set_header("Cache-Control", "no-cache")
+        # Subscribed before the store is read: what is written after that comes from the feed.
+        subscription = self.service.feed.subscribe(rid) if follow else None
         try:
             await self.flush()  # the headers now: an empty log is ndjson too, not JSON
             while True:
@@ -129,12 +130,30 @@ class LogsHandler(SpellHandler):
                     await self.flush()
                     offset = entries[-1].offset + 1
                     continue
-                if final or not follow:
+                if final or subscription is None:
                     break
-                await asyncio.sleep(STREAM_POLL_SECONDS)
+                offset = await self._follow(subscription, offset)
         except StreamClosedError:
             return
+        finally:
+            if subscription is not None:
+                subscription.close()
         self.finish()
+
+    async def _follow(self, subscription, offset: int) -> int:
+        """Stream what the feed has until the run's final status was sent, the follower fell
+        behind the feed's buffer, or a while passed (then the store is asked again)."""
+        while True:
+            await subscription.wait(FEED_SAFETY_SECONDS)
+            lines = subscription.take(offset)
+            if not lines:
+                return offset  # None: behind the buffer; []: quiet for a while
+            self.write("".join(lines))
+            await self.flush()
+            offset += len(lines)
+            status = subscription.status
+            if status is not None and status.is_final:
+                return offset
 
 
 class WaitHandler(SpellHandler):
@@ -145,14 +164,17 @@ class WaitHandler(SpellHandler):
         rid = int(run_id)
         wanted = set(self.enum_args("status", Status))
         timeout = self.int_arg("timeout", 30, 0, int(MAX_WAIT_SECONDS))
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            status = await self.call(self.service.status_of, rid)
-            if status in wanted or status.is_final:
-                break
-            if asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(WAIT_POLL_SECONDS)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        subscription = self.service.feed.subscribe(rid)  # status changes are log entries
+        try:
+            while True:
+                status = await self.call(self.service.status_of, rid)
+                if status in wanted or status.is_final or loop.time() >= deadline:
+                    break
+                await subscription.wait(min(deadline - loop.time(), FEED_SAFETY_SECONDS))
+        finally:
+            subscription.close()
         self.send(await self.call(self.service.get, rid))
 
 

@@ -10,9 +10,9 @@ import threading
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..engine.local_copies import CopyRange
-from ..engine.resources import MAX_CHUNK
 from ..errors import InvalidInput
+from ..services.local_copies import CopyRange
+from ..services.spellfs import MAX_CHUNK
 from .base import SpellHandler, api
 
 TAR_CHUNK = 1 << 20  # bytes per streamed chunk of a download

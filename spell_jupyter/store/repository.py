@@ -6,13 +6,13 @@ processes serialise cleanly and IDs come out unique and ascending in acceptance 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy import Engine, and_, delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import Conflict, NotFound
@@ -31,6 +31,10 @@ from ..models import (
 from .orm import LogEntryRow, RunLabelRow, RunRow, StatusChangeRow, utcnow
 
 FINAL_VALUES = tuple(s.value for s in FINAL_STATUSES)
+ACTIVE_VALUES = tuple(s.value for s in Status if s not in FINAL_STATUSES)  # by the status index
+
+# Told of log entries once they are committed: (run ID, entries as column dicts).
+LogListener = Callable[[int, list[dict]], None]
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class ActiveRun:
     output_cursor: str
     started_at: datetime | None
     allocation: dict | None
+    user_exit_code: int | None = None
 
 
 class RunStore:
@@ -58,12 +63,26 @@ class RunStore:
         self._write = sessionmaker(
             bind=engine.execution_options(spell_write=True), expire_on_commit=False
         )
+        self.log_listeners: list[LogListener] = []
+        self._specs: dict[int, tuple[dict, RunSpec]] = {}  # active runs' parsed specs
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
+        appended: dict[int, list[dict]] = {}
         with self._write() as session, session.begin():
             session.connection()  # take the write lock (BEGIN IMMEDIATE on SQLite) now
+            session.info["appended"] = appended
             yield session
+            self._flush_entries(session)
+        for run_id, entries in appended.items():  # committed: tell who follows
+            for listener in self.log_listeners:
+                listener(run_id, entries)
+
+    @staticmethod
+    def _flush_entries(session: Session) -> None:
+        rows = [row for entries in session.info["appended"].values() for row in entries]
+        if rows:
+            session.execute(insert(LogEntryRow), rows)
 
     # -- creating and reading runs ------------------------------------------------------
 
@@ -186,13 +205,13 @@ class RunStore:
         """Runs not final yet, oldest first (the submission order)."""
         with self._read() as session:
             rows = session.scalars(
-                select(RunRow).where(RunRow.status.not_in(FINAL_VALUES)).order_by(RunRow.id)
+                select(RunRow).where(RunRow.status.in_(ACTIVE_VALUES)).order_by(RunRow.id)
             ).all()
-            return [
+            active = [
                 ActiveRun(
                     id=r.id,
                     status=Status(r.status),
-                    spec=RunSpec.model_validate(r.spec),
+                    spec=self._spec(r.id, r.spec),
                     requested_action=RunAction(r.requested_action) if r.requested_action else None,
                     requested_at=r.requested_at,
                     backend=r.backend,
@@ -200,9 +219,32 @@ class RunStore:
                     output_cursor=r.output_cursor,
                     started_at=r.started_at,
                     allocation=r.allocation,
+                    user_exit_code=r.user_exit_code,
                 )
                 for r in rows
             ]
+        ids = {r.id for r in active}
+        for run_id in [i for i in self._specs if i not in ids]:
+            del self._specs[run_id]
+        return active
+
+    def _spec(self, run_id: int, data: dict) -> RunSpec:
+        """The run's spec, validated once while it is active (again only if it changed)."""
+        cached = self._specs.get(run_id)
+        if cached is None or cached[0] != data:
+            cached = (data, RunSpec.model_validate(data))
+            self._specs[run_id] = cached
+        return cached[1]
+
+    def activity_mark(self) -> tuple:
+        """Changes anyone may make for the engine to act on (a new run, a stop or kill
+        request), as a value that differs once one was made: two indexed lookups."""
+        with self._read() as session:
+            newest = session.scalar(select(func.max(RunRow.id)))
+            requested = session.scalar(
+                select(func.max(RunRow.requested_at)).where(RunRow.status.in_(ACTIVE_VALUES))
+            )
+        return newest, requested
 
     def set_status(
         self,
@@ -266,21 +308,40 @@ class RunStore:
         count = 0
         with self._writing() as session:
             row = self._row(session, run_id)
+            entries = session.info["appended"].setdefault(row.id, [])
+            offset, status = row.next_log_offset, row.status
             for line in lines:
-                self._append_log(
-                    session,
-                    row,
-                    line.text,
-                    status_event=False,
-                    timestamp=line.timestamp,
-                    stream=line.stream,
+                entries.append(
+                    {
+                        "run_id": row.id,
+                        "offset": offset + count,
+                        "timestamp": line.timestamp,
+                        "status": status,
+                        "status_event": False,
+                        "level": "info",
+                        "stream": line.stream,
+                        "text": line.text,
+                    }
                 )
                 count += 1
+            row.next_log_offset = offset + count
             if cursor is not None:
                 row.output_cursor = cursor
         return count
 
     # -- logs ----------------------------------------------------------------------------------
+
+    def log_rows(self, run_id: int, offset: int = 0, limit: int = 1000) -> list[dict]:
+        """Log entries from `offset` as column dicts (what log listeners are told)."""
+        columns = [c for c in LogEntryRow.__table__.columns]
+        with self._read() as session:
+            result = session.execute(
+                select(*columns)
+                .where(LogEntryRow.run_id == run_id, LogEntryRow.offset >= offset)
+                .order_by(LogEntryRow.offset)
+                .limit(limit)
+            )
+            return [dict(row._mapping) for row in result]
 
     def logs(self, run_id: int, offset: int = 0, limit: int = 1000) -> list[LogEntry]:
         with self._read() as session:
@@ -354,17 +415,19 @@ class RunStore:
         timestamp: datetime,
         stream: str | None = None,
     ) -> None:
-        session.add(
-            LogEntryRow(
-                run_id=row.id,
-                offset=row.next_log_offset,
-                timestamp=timestamp,
-                status=row.status,
-                status_event=status_event,
-                level="info",
-                stream=stream,
-                text=text,
-            )
+        """Add a log entry (written in one statement with the others when the transaction
+        ends, and told to the log listeners once it is committed)."""
+        session.info["appended"].setdefault(row.id, []).append(
+            {
+                "run_id": row.id,
+                "offset": row.next_log_offset,
+                "timestamp": timestamp,
+                "status": row.status,
+                "status_event": status_event,
+                "level": "info",
+                "stream": stream,
+                "text": text,
+            }
         )
         row.next_log_offset += 1
 

@@ -1,4 +1,4 @@
-"""ResourceService: what clients may ask of SpellFS (list, download, upload, links, remove, code
+"""SpellFSManager: what clients may ask of SpellFS (list, download, upload, links, remove, code
 blobs). Filesystem errors become the service's errors, so REST answers 4xx with their message."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _in_spellfs_terms(exc: OSError, root: str) -> str:
     return str(exc).replace(root.rstrip("/") + "/", "") if root else str(exc)
 
 
-class ResourceService:
+class SpellFSManager:
     """SpellFS for clients; uploads are staged on this server's disk until committed."""
 
     def __init__(self, fs: SpellFileSystem, staging_root: Path):

@@ -18,10 +18,7 @@ import fsspec
 
 from ..fs.paths import BUCKET_URL, BadPath
 from ..fs.spellfs import SpellFileSystem
-
-
-class MountFailed(Exception):
-    """A resource could not be mounted; the message names it."""
+from .base import MountFailed
 
 
 @dataclass(frozen=True)

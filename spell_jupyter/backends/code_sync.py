@@ -10,10 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..models import CodeSpec
-
-
-class CodeFailed(Exception):
-    """The code could not be unpacked, patched or cloned; the message is git's."""
+from .base import CodeFailed
 
 
 def check_out(

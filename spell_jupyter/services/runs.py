@@ -1,7 +1,12 @@
-"""RunService: what clients may ask of runs and SpellFS. Handlers call this and nothing else."""
+"""RunManager: what clients may ask of runs. Handlers call this (and SpellFSManager) and
+nothing else; it drives the engine through its narrow interface (wake, check_submission,
+run_stats, held_allocations), never its backend."""
 
 from __future__ import annotations
 
+from ..engine import RunControl
+from ..engine.environments import Frameworks
+from ..engine.machine_types import MachineTypes, gpu_usage
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import (
     LogEntry,
@@ -14,25 +19,23 @@ from ..models import (
     check_label,
 )
 from ..store import RunStore
-from .environments import Frameworks
-from .lifecycle import RunEngine
-from .machine_types import MachineTypes, gpu_usage
-from .resources import ResourceService
+from .log_feed import LogFeed
+from .spellfs import SpellFSManager
 
 # Buckets reached with the server's storage options; never the host's own files by default.
 DEFAULT_MOUNT_URLS = ("s3://", "gs://")
 
 
-class RunService:
+class RunManager:
     """Submission, queries and requests on runs; the engine carries the requests out."""
 
     def __init__(
         self,
         *,
         store: RunStore,
-        resources: ResourceService,
+        resources: SpellFSManager,
         machine_types: MachineTypes,
-        engine: RunEngine,
+        engine: RunControl,
         frameworks: Frameworks | None = None,
         allow_uncommitted_changes: bool = True,
         allowed_mount_urls: tuple[str, ...] = DEFAULT_MOUNT_URLS,
@@ -44,6 +47,7 @@ class RunService:
         self.resources = resources
         self.machine_types = machine_types
         self.engine = engine
+        self.feed = LogFeed(store, lambda: engine.is_leader)
 
     def submit(self, spec: RunSpec) -> Run:
         machine_type = self.machine_types.canonical(spec.machine_type)
@@ -51,10 +55,7 @@ class RunService:
         if not spec.docker_image:
             self.frameworks.get(spec.framework)  # unknown ones are refused with the known list
         self._check_code_and_mounts(spec)
-        self.engine.backend.check_submission(
-            gpus=self.machine_types.types[machine_type].gpus,
-            wants_environment=spec.wants_environment,
-        )
+        self.engine.check_submission(spec)
         run = self.store.create_run(spec, f"Run created -- waiting for a {machine_type} machine.")
         self.engine.wake()
         return run
@@ -79,7 +80,6 @@ class RunService:
                     f"and URLs under {', '.join(self.allowed_mount_urls) or 'none'} "
                     "(an administrator sets SpellJupyter.allowed_mount_urls)"
                 )
-        self.engine.backend.check_mounts([m.target(spec.cwd) for m in spec.mounts])
 
     def _mount_url_allowed(self, url: str) -> bool:
         """Whether a bucket URL lies under an allowed prefix (`s3://` is every bucket,
@@ -141,11 +141,7 @@ class RunService:
 
     def machine_types_report(self) -> dict:
         """The host's capacity and, per machine type, how many more runs fit now."""
-        held = [
-            self.engine.allocation_of(r)
-            for r in self.store.active_runs()
-            if r.status != Status.MACHINE_REQUESTED
-        ]
+        held = self.engine.held_allocations()
         host = self.machine_types.host
         return {
             "host": {
@@ -161,7 +157,7 @@ class RunService:
         run = self.store.get_run(run_id)
         if run.status != Status.RUNNING:
             raise Conflict(f"run {run_id} is {run.status.value}: statistics exist while it runs")
-        stats = self.engine.backend.stats(self.store.handle_of(run_id) or {})
+        stats = self.engine.run_stats(self.store.handle_of(run_id) or {})
         gpus = (run.allocation or {}).get("gpus") or []
         return {"run_id": run_id, **stats, "gpus": gpu_usage(gpus) if gpus else []}
 
