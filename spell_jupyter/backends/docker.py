@@ -47,6 +47,7 @@ TIMESTAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z ")  
 STREAMS = {1: "stdout", 2: "stderr"}
 KEYS = {"stdout": "out", "stderr": "err"}
 MAX_PENDING = 100_000  # lines read ahead of the store before the reader waits
+CHUNK_LINES = 5_000  # lines per stored batch at most (one transaction each)
 NO_REGISTRY = re.compile(r"registry|no such host|pull access denied|manifest unknown|i/o timeout")
 NO_REGISTRY_HINT = (
     " -- the image could not be fetched. On a machine without a registry, build a base image "
@@ -541,28 +542,36 @@ class _Cursor:
 
 class _LogReader:
     """Reads a container's followed log stream in a thread of its own, from a cursor, into a
-    bounded queue of (nanoseconds, stream, text) lines. A broken stream is opened again from
-    where it was; the stream ending while the container runs on is a broken stream too."""
+    bounded queue of chunks: (nanoseconds, stream, text) lines with the cursor after them. A
+    broken stream is opened again from where it was; the stream ending while the container
+    runs on is a broken stream too."""
 
     def __init__(self, backend: DockerBackend, cid: str, cursor: _Cursor, stop: threading.Event):
         self.backend = backend
         self.cid = cid
-        self.cursor = cursor
+        self.cursor = cursor  # after the lines read so far (this thread's alone)
         self.stop = stop
-        self._lines: deque = deque()
+        self._chunks: deque[tuple[list, str]] = deque()
+        self._queued = 0  # lines in _chunks
+        self._current: list = []  # lines read since the last chunk was sealed
         self._ready = threading.Condition()
         self._ended = False
         self._seconds: dict[bytes, int] = {}
 
-    def take(self, timeout: float) -> tuple[list, str, bool]:
-        """The lines read so far, the cursor after them, and whether the stream has ended."""
+    def take(self, timeout: float, most: int = CHUNK_LINES) -> tuple[list, str, bool]:
+        """Lines read so far (about `most` at most), the cursor after them, and whether the
+        stream has ended and everything was taken."""
         with self._ready:
-            if not self._lines and not self._ended:
+            if not self._chunks and not self._ended:
                 self._ready.wait(timeout)
-            lines = list(self._lines)
-            self._lines.clear()
+            lines: list = []
+            after = ""
+            while self._chunks and len(lines) < most:
+                chunk, after = self._chunks.popleft()
+                lines += chunk
+            self._queued -= len(lines)
             self._ready.notify_all()
-            return lines, self.cursor.dumps(), self._ended
+            return lines, after, self._ended and not self._chunks
 
     def run(self) -> None:
         import docker.errors
@@ -580,6 +589,7 @@ class _LogReader:
                 if exited:
                     return
         finally:
+            self._seal()
             with self._ready:
                 self._ended = True
                 self._ready.notify_all()
@@ -589,17 +599,20 @@ class _LogReader:
         response = self.backend._log_stream(self.cid, self.cursor.since)
         skip = {"stdout": self.cursor.counts["stdout"], "stderr": self.cursor.counts["stderr"]}
         partial: dict[str, tuple[int, bytes]] = {}
+        body = _ChunkedBody(response)
         buffer = bytearray()
         try:
             while not self.stop.is_set():
-                data = response.raw.read1(1 << 16)
+                data = body.read()
                 if not data:
                     break
                 buffer += data
                 position = self._frames(buffer, skip, partial)
                 del buffer[:position]
+                self._seal()
         finally:
             response.close()
+        self._seal()  # whole lines (counted in the cursor); a partial one is read again
         if self.stop.is_set() or self.backend.is_running(self.cid):
             return False  # the connection broke: read on from the cursor
         for stream, (ts, text) in partial.items():  # a last line without its newline
@@ -631,16 +644,27 @@ class _LogReader:
         return position
 
     def _emit(self, ts: int, stream: str, text: bytes, skip: dict) -> None:
+        if skip[stream]:  # taken before this stream was opened
+            skip[stream] -= 1
+            self.cursor.seen(ts, stream)
+            return
+        self.cursor.add(ts, stream)
+        self._current.append((ts, stream, text.decode("utf-8", "replace")))
+        if len(self._current) >= CHUNK_LINES:
+            self._seal()
+
+    def _seal(self) -> None:
+        """Queue the lines read since the last chunk, with the cursor after them; wait while
+        the queue is full (the run's log pump is behind)."""
+        if not self._current:
+            return
         with self._ready:
-            if skip[stream]:  # taken before this stream was opened
-                skip[stream] -= 1
-                self.cursor.seen(ts, stream)
-                return
-            while len(self._lines) >= MAX_PENDING and not self.stop.is_set():
+            while self._queued >= MAX_PENDING and not self.stop.is_set():
                 self._ready.wait(0.5)
-            self.cursor.add(ts, stream)
-            self._lines.append((ts, stream, text.decode("utf-8", "replace")))
+            self._chunks.append((self._current, self.cursor.dumps()))
+            self._queued += len(self._current)
             self._ready.notify_all()
+        self._current = []
 
     def _nanoseconds(self, match: re.Match) -> int:
         prefix = match.group(1)
@@ -651,6 +675,70 @@ class _LogReader:
                 self._seconds.clear()
             self._seconds[prefix] = seconds
         return seconds * 1_000_000_000 + int((match.group(2) or b"0").ljust(9, b"0"))
+
+
+class _ChunkedBody:
+    """A streamed HTTP response's body, as much as has arrived per read. http.client hands a
+    chunked body over one chunk per call, and Docker sends one chunk per log line: this reads
+    the connection's buffer and undoes the chunking itself."""
+
+    def __init__(self, response):
+        raw = response.raw._fp  # http.client.HTTPResponse (docker-py reaches in the same way)
+        self.fp = raw.fp
+        self.chunked = bool(raw.chunked) and raw.chunk_left is None
+        self.pending = bytearray()
+        self.left = 0  # bytes of the current chunk still to come
+        self.state = "size"
+        if not self.chunked:
+            self.plain = response.raw
+
+    def read(self) -> bytes:
+        """Body bytes (b"" at its end), waiting only until some have arrived."""
+        if not self.chunked:
+            return self.plain.read1(1 << 16)
+        while self.state != "done":
+            data = self.fp.read1(1 << 16) if self.fp is not None else b""
+            if not data:
+                return b""
+            self.pending += data
+            out = self._decode()
+            if out:
+                return out
+        return b""
+
+    def _decode(self) -> bytes:
+        out = bytearray()
+        pending = self.pending
+        position = 0
+        while True:
+            if self.state == "size":
+                line_end = pending.find(b"\r\n", position)
+                if line_end < 0:
+                    break
+                size = int(bytes(pending[position:line_end]).split(b";")[0], 16)
+                position = line_end + 2
+                if size == 0:
+                    self.state = "done"
+                    break
+                self.left, self.state = size, "data"
+            elif self.state == "data":
+                take = min(self.left, len(pending) - position)
+                if take <= 0:
+                    break
+                out += pending[position : position + take]
+                position += take
+                self.left -= take
+                if self.left == 0:
+                    self.state = "crlf"
+            elif self.state == "crlf":
+                if len(pending) - position < 2:
+                    break
+                position += 2
+                self.state = "size"
+            else:
+                break
+        del pending[:position]
+        return bytes(out)
 
 
 def _with_hint(message: str) -> str:

@@ -281,6 +281,12 @@ class RunEngine(LoggingConfigurable):
                     self.disk_reserve.hold()  # once the disk has room again
             self._wake.wait(max(0.0, min(next_check, deadline) - time.monotonic()))
 
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until something wakes the engine, or `timeout` (for a driver that calls
+        `tick` itself, as the loop and the in-process tests do)."""
+        self._wake.wait(max(0.0, timeout))
+        self._wake.clear()
+
     def _on_backend_event(self, run_id: int | None) -> None:
         self.wake(run_id)
 
@@ -308,7 +314,6 @@ class RunEngine(LoggingConfigurable):
         for run in runs:
             try:
                 self._advance(run, this)
-                self._errors.pop(run.id, None)
             except Exception as exc:
                 self._on_error(run, exc)
                 this.wake_at(time.monotonic() + 1.0)  # try the step again
@@ -320,6 +325,8 @@ class RunEngine(LoggingConfigurable):
         pass when nothing needs waiting for)."""
         while True:
             outcome = self.steps[run.status](run, this)
+            if outcome != Step.WAIT:
+                self._errors.pop(run.id, None)  # it moved on: errors in a row start again
             if not isinstance(outcome, ActiveRun):
                 return
             run = outcome
@@ -341,6 +348,8 @@ class RunEngine(LoggingConfigurable):
     def _forget(self, run_id: int) -> None:
         for memory in (self._environments, self._outputs, self._ended, self._errors):
             memory.pop(run_id, None)
+        for key in [k for k in self._tasks if k[0] == run_id]:
+            del self._tasks[key]  # work still going is let finish; its result is not wanted
         for runs in self._run_sets():
             runs.discard(run_id)
 
@@ -369,7 +378,7 @@ class RunEngine(LoggingConfigurable):
         return replace(run, status=Status.BUILDING, allocation=allocation.as_json())
 
     def _step_building(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
-        if run.requested_action is not None and not self._in_flight(run.id):
+        if run.requested_action is not None:
             return self._cancel(run)
         if self.backend.images is not None and run.id not in self._prepared:
             ready = self._prepare(run.id, self._environment_of(run))
@@ -404,7 +413,7 @@ class RunEngine(LoggingConfigurable):
         return replace(run, status=Status.MOUNTING)
 
     def _step_mounting(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
-        if run.requested_action is not None and not self._in_flight(run.id):
+        if run.requested_action is not None and not self._launching(run.id):
             return self._cancel(run)
         request = self._request(run)
         if run.id not in self._staged:
@@ -471,7 +480,7 @@ class RunEngine(LoggingConfigurable):
         return replace(run, status=Status.SAVING, user_exit_code=state.exit_code)
 
     def _step_saving(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
-        if run.requested_action == RunAction.KILL and not self._in_flight(run.id):
+        if run.requested_action == RunAction.KILL and (run.id, "outputs") not in self._tasks:
             self._end(run, Status.KILLED, "Run killed", self._exit_code(run))
             return Step.ENDED
         if (run.id, "outputs") not in self._tasks:
@@ -567,9 +576,10 @@ class RunEngine(LoggingConfigurable):
         self.backend.cleanup(run_id, handle)
         self._forget(run_id)
 
-    def _in_flight(self, run_id: int) -> bool:
-        """Is background work of this run still going (a launch must not be cut off)?"""
-        return any(key[0] == run_id and not f.done() for key, f in self._tasks.items())
+    def _launching(self, run_id: int) -> bool:
+        """Was the run's launch begun (its process may exist: it is not cut off, but stopped
+        or killed once it runs)?"""
+        return (run_id, "launch") in self._tasks
 
     def _background(
         self, run_id: int, what: str, pool: str, work: Callable[[], object]
