@@ -15,6 +15,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     StringConstraints,
     field_validator,
     model_validator,
@@ -487,3 +490,127 @@ class OutputLine:
     timestamp: datetime
     stream: str
     text: str
+
+
+# -- REST request bodies (one model per request, as the handlers take them) ---------------------
+
+
+class UploadFile(BaseModel):
+    """One file an upload declares: its path in the upload ('' for a file upload), size, and
+    mode when it has one to keep (0o755 keeps a script executable)."""
+
+    path: StrictStr = ""
+    size: int
+    mode: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: object) -> object:
+        size = data.get("size") if isinstance(data, dict) else None
+        if isinstance(size, bool) or not isinstance(size, int):
+            raise ValueError("each file of an upload is {path: str, size: int}")
+        if size < 0:
+            raise ValueError(f"{data.get('path', '')!r} has a negative size")
+        mode = data.get("mode")
+        if mode is not None and (
+            isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777
+        ):
+            raise ValueError(f"a file mode is an integer from 0 to 0o7777, not {mode!r}")
+        return data
+
+
+class BeginUpload(BaseModel):
+    """POST /uploads: begin (or resume) an upload."""
+
+    name: StrictStr
+    files: list[UploadFile]
+    force: StrictBool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: object) -> object:
+        if isinstance(data, dict):
+            if not isinstance(data.get("name"), str):
+                raise ValueError("an upload needs a name")
+            if not isinstance(data.get("files"), list) or not data["files"]:
+                raise ValueError("an upload declares its files: [{path, size}, ...]")
+        return data
+
+
+class LocalSource(BaseModel):
+    """A client's file as it described it: absolute path, inode and modification time."""
+
+    path: StrictStr
+    inode: StrictInt
+    mtime_ns: StrictInt
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: object) -> object:
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("path"), str)
+            and isinstance(data.get("inode"), int)
+            and isinstance(data.get("mtime_ns"), int)
+        ):
+            raise ValueError("a local source is {path: str, inode: int, mtime_ns: int}")
+        if not data["path"].startswith("/"):
+            raise ValueError(f"a local source path is absolute, not {data['path']!r}")
+        return data
+
+
+class CopyFile(BaseModel):
+    """`length` bytes at `offset` of a client's file, for the upload's file `path`."""
+
+    path: StrictStr = ""
+    offset: int
+    length: int
+    source: LocalSource
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: object) -> object:
+        if not isinstance(data, dict) or not isinstance(data.get("path", ""), str):
+            raise ValueError("each file of a copy is {path, offset, length, source}")
+        offset, length = data.get("offset"), data.get("length")
+        if not (
+            isinstance(offset, int)
+            and isinstance(length, int)
+            and not isinstance(offset, bool)
+            and not isinstance(length, bool)
+            and offset >= 0
+            and length > 0
+        ):
+            raise ValueError("a copy gives a byte range: {offset: int >= 0, length: int > 0}")
+        return data
+
+
+class CopyIntoUpload(BaseModel):
+    """POST /uploads/copy: byte ranges of files on the server's host, into an upload."""
+
+    name: StrictStr
+    files: list[CopyFile]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, data: object) -> object:
+        if isinstance(data, dict) and (
+            not isinstance(data.get("name"), str)
+            or not isinstance(data.get("files"), list)
+            or not data["files"]
+        ):
+            raise ValueError("a copy names its upload and files: {name, files: [...]}")
+        return data
+
+
+class CommitUpload(BaseModel):
+    """POST /uploads/commit: make a complete upload uploads/<name>."""
+
+    name: StrictStr
+    force: StrictBool = False
+
+
+class LinkRequest(BaseModel):
+    """PUT /links/<alias>: what the alias points at."""
+
+    target: StrictStr

@@ -213,6 +213,8 @@ class DockerBackend(HostBackend, ImageBuilder):
             "name": name,
             "image": request.image,
             "run_id": request.run_id,
+            # overlay volumes may exist (handles from before this key: assume so)
+            "volumes": bool(request.mounts),
         }
 
     def _host_config(self, request: LaunchRequest, mounts: tuple[HostMount, ...] = ()) -> dict:
@@ -393,9 +395,10 @@ class DockerBackend(HostBackend, ImageBuilder):
 
     def release(self, handle: dict) -> None:
         self._remove(handle["container"])
-        self._remove_volumes(
-            {"label": [f"{LABEL_HOME}={self.home_key}", f"{LABEL_RUN}={handle.get('run_id', '')}"]}
-        )
+        if handle.get("volumes", True):
+            self._remove_volumes(
+                {"label": [f"{LABEL_HOME}={self.home_key}", f"{LABEL_RUN}={handle.get('run_id')}"]}
+            )
 
     def _remove_volumes(self, filters: dict, keep: set[int] | None = None) -> set[int]:
         import docker.errors

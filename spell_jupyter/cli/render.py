@@ -6,9 +6,19 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from ..humanize import format_duration
+from ..status import Status
 
-PROGRESS = ("machine_requested", "building", "mounting", "saving", "pushing")
-FINAL_EMOJI = {"complete": "🎉", "stopped": "🛑", "killed": "💀"}
+PROGRESS = tuple(
+    s.value
+    for s in (
+        Status.MACHINE_REQUESTED,
+        Status.BUILDING,
+        Status.MOUNTING,
+        Status.SAVING,
+        Status.PUSHING,
+    )
+)
+FINAL_EMOJI = {Status.COMPLETE.value: "🎉", Status.STOPPED.value: "🛑", Status.KILLED.value: "💀"}
 
 
 def status_title(status: str) -> str:

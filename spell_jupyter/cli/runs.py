@@ -8,12 +8,14 @@ import sys
 
 import click
 
+from ..status import FINAL_STATUSES, RunKind, Status
 from .connect import client
 from .group import cli
 from .render import LogPrinter, ago, format_status, run_summary, shorten, table
 
-VISIBLE_KINDS = ("run", "workflow", "hyper", "tensorboard")
-FINAL = ("complete", "failed", "build_failed", "mount_failed", "stopped", "killed", "interrupted")
+HIDDEN_KINDS = (RunKind.WORKSPACE, RunKind.KERNEL)  # shown by `ps` only when asked for
+VISIBLE_KINDS = tuple(k.value for k in RunKind if k not in HIDDEN_KINDS)
+FINAL = tuple(s.value for s in Status if s in FINAL_STATUSES)
 
 
 def parse_env(values: tuple[str, ...]) -> dict[str, str]:
@@ -27,9 +29,9 @@ def parse_env(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def exit_code_of(run) -> int:
-    if run.status == "complete":
+    if run.status == Status.COMPLETE.value:
         return 0
-    if run.status == "failed" and run.user_exit_code:
+    if run.status == Status.FAILED.value and run.user_exit_code:
         return run.user_exit_code
     return 1
 

@@ -169,6 +169,7 @@ class RunEngine(LoggingConfigurable):
         self._tasks: dict[tuple[int, str], Future] = {}  # (run, what) -> background work
         self._outputs: dict[int, list[OutputFile]] = {}  # listed while saving, for pushing
         self._ended: dict[int, ProcessStatus] = {}  # runs whose process ended, draining
+        self._ending: dict[int, tuple[Status, str, int | None]] = {}  # cleaning up, then final
         self._terminated: set[int] = set()  # runs sent SIGTERM by this process
         self._killed: set[int] = set()  # runs sent SIGKILL by this process
         self._errors: dict[int, int] = {}
@@ -323,6 +324,9 @@ class RunEngine(LoggingConfigurable):
     def _advance(self, run: ActiveRun, this: Pass) -> None:
         """Run the run's steps while it moves on (a run can go from queued to running in one
         pass when nothing needs waiting for)."""
+        if run.id in self._ending:
+            self._finish_ending(run)
+            return
         while True:
             outcome = self.steps[run.status](run, this)
             if outcome != Step.WAIT:
@@ -336,7 +340,7 @@ class RunEngine(LoggingConfigurable):
         """Drop what this process keeps for runs that are no longer active."""
         for run_id in [r for r in self.pumps if r not in active]:
             self.pumps.pop(run_id).stop_event.set()
-        for memory in (self._environments, self._outputs, self._ended, self._errors):
+        for memory in (self._environments, self._outputs, self._ended, self._errors, self._ending):
             for run_id in [r for r in memory if r not in active]:
                 del memory[run_id]
         for runs in self._run_sets():
@@ -566,15 +570,42 @@ class RunEngine(LoggingConfigurable):
         exit_code: int | None,
         handle: dict | bool | None = True,
     ) -> None:
+        """End the run: the backend cleans up in the save pool (removing a container takes a
+        while), then the final status is set, so a final run has left nothing behind. Cut
+        short, the run is finished again by the next leader (its outputs are saved already)."""
+        pump = self.pumps.pop(run.id, None)
+        if pump is not None:
+            pump.stop_event.set()
+        self._ending[run.id] = (final, message, exit_code)
+        handle = run.handle if handle is True else handle
+        self._background(run.id, "end", "save", partial(self.backend.cleanup, run.id, handle))
+
+    def _finish_ending(self, run: ActiveRun) -> None:
+        done = self._background(run.id, "end", "save", lambda: None)  # begun by _end
+        if done is None:
+            return
+        if done.exception() is not None:  # left for the leftover sweep
+            self.log.warning(
+                "Spell engine: cleaning up run %s failed: %s", run.id, done.exception()
+            )
+        final, message, exit_code = self._ending.pop(run.id)
         self.store.set_status(run.id, final, message, user_exit_code=exit_code)
-        self._cleanup(run.id, run.handle if handle is True else handle)
+        self._forget(run.id)
 
     def _cleanup(self, run_id: int, handle: dict | None) -> None:
+        """Forget a final run; the backend cleans up in the save pool (a container's removal
+        takes a while). Cut short, what is left is removed by the next leader's sweep."""
         pump = self.pumps.pop(run_id, None)
         if pump is not None:
             pump.stop_event.set()
-        self.backend.cleanup(run_id, handle)
         self._forget(run_id)
+        cleaning = self.pools["save"].submit(self.backend.cleanup, run_id, handle)
+        cleaning.add_done_callback(partial(self._cleaned, run_id))
+
+    def _cleaned(self, run_id: int, done: Future) -> None:
+        error = done.exception()
+        if error is not None:
+            self.log.warning("Spell engine: cleaning up after run %s failed: %s", run_id, error)
 
     def _launching(self, run_id: int) -> bool:
         """Was the run's launch begun (its process may exist: it is not cut off, but stopped

@@ -10,7 +10,7 @@ import threading
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..errors import InvalidInput
+from ..models import BeginUpload, CommitUpload, CopyIntoUpload, LinkRequest
 from ..services.local_copies import CopyRange
 from ..services.spellfs import MAX_CHUNK
 from .base import SpellHandler, api
@@ -115,12 +115,8 @@ class UploadsHandler(SpellHandler):
 
     @api
     async def post(self):
-        body = self.json_body()
-        name = body.get("name")
-        if not isinstance(name, str):
-            raise InvalidInput("an upload needs a name")
-        force = bool(body.get("force", False))
-        begun = await self.call(self.resources.begin_upload, name, body.get("files"), force)
+        body = BeginUpload.model_validate(self.json_body())
+        begun = await self.call(self.resources.begin_upload, body.name, body.files, body.force)
         self.finish({**begun, "copy": self.is_local_peer()})
 
 
@@ -149,12 +145,9 @@ class UploadCopyHandler(SpellHandler):
     @api
     async def post(self):
         self.require_local_peer()
-        body = self.json_body()
-        name, files = body.get("name"), body.get("files")
-        if not isinstance(name, str) or not isinstance(files, list) or not files:
-            raise InvalidInput("a copy names its upload and files: {name, files: [...]}")
-        ranges = [CopyRange.parse(item) for item in files]
-        held = await self.call(self.resources.copy_into_upload, name, ranges)
+        body = CopyIntoUpload.model_validate(self.json_body())
+        ranges = [CopyRange.of(file) for file in body.files]
+        held = await self.call(self.resources.copy_into_upload, body.name, ranges)
         self.finish({"received": held})
 
 
@@ -163,11 +156,8 @@ class UploadCommitHandler(SpellHandler):
 
     @api
     async def post(self):
-        body = self.json_body()
-        name = body.get("name")
-        if not isinstance(name, str):
-            raise InvalidInput("name the upload to commit")
-        path = await self.call(self.resources.commit_upload, name, bool(body.get("force", False)))
+        body = CommitUpload.model_validate(self.json_body())
+        path = await self.call(self.resources.commit_upload, body.name, body.force)
         self.finish({"path": path})
 
 
@@ -184,9 +174,7 @@ class LinkHandler(SpellHandler):
 
     @api
     async def put(self, alias: str):
-        target = self.json_body().get("target")
-        if not isinstance(target, str):
-            raise InvalidInput("a link needs a target: {target: 'runs/1/out'}")
+        target = LinkRequest.model_validate(self.json_body()).target
         self.finish({"alias": alias, "target": await self.call(self.resources.link, alias, target)})
 
     @api

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidInput, NotHere
+from ..models import CopyFile
 
 COPY_BLOCK = 8 << 20  # bytes per read/write where the kernel cannot copy_file_range
 
@@ -27,19 +28,6 @@ class LocalSource:
     path: str
     inode: int
     mtime_ns: int
-
-    @classmethod
-    def parse(cls, data: object) -> LocalSource:
-        if not (
-            isinstance(data, dict)
-            and isinstance(data.get("path"), str)
-            and isinstance(data.get("inode"), int)
-            and isinstance(data.get("mtime_ns"), int)
-        ):
-            raise InvalidInput("a local source is {path: str, inode: int, mtime_ns: int}")
-        if not os.path.isabs(data["path"]):
-            raise InvalidInput(f"a local source path is absolute, not {data['path']!r}")
-        return cls(data["path"], data["inode"], data["mtime_ns"])
 
     def open(self) -> int:
         """A read-only descriptor of the file, or NotHere when this host sees another file."""
@@ -68,13 +56,9 @@ class CopyRange:
     source: LocalSource
 
     @classmethod
-    def parse(cls, data: object) -> CopyRange:
-        if not isinstance(data, dict) or not isinstance(data.get("path", ""), str):
-            raise InvalidInput("each file of a copy is {path, offset, length, source}")
-        offset, length = data.get("offset"), data.get("length")
-        if not (isinstance(offset, int) and isinstance(length, int) and offset >= 0 and length > 0):
-            raise InvalidInput("a copy gives a byte range: {offset: int >= 0, length: int > 0}")
-        return cls(data.get("path", ""), offset, length, LocalSource.parse(data.get("source")))
+    def of(cls, file: CopyFile) -> CopyRange:
+        source = file.source
+        return cls(file.path, file.offset, file.length, LocalSource(**source.model_dump()))
 
 
 def copy_range(source: int, dest: int, offset: int, length: int) -> None:

@@ -21,7 +21,7 @@ from ..errors import Conflict, Forbidden, InvalidInput, NotFound, NotHere
 from ..fs.modes import data_mode
 from ..fs.paths import BadPath, check_upload_name
 from ..fs.spellfs import ReadOnlyPath, SpellFileSystem
-from ..models import FileInfo, check_relative_path
+from ..models import FileInfo, UploadFile, check_relative_path
 from .local_copies import CopyRange, copy_range, tree
 
 MAX_CODE_BLOB = 512 << 20  # bytes of one code archive or patch
@@ -121,7 +121,7 @@ class SpellFSManager:
 
     # -- uploads: begin, send chunks, commit ------------------------------------------------------
 
-    def begin_upload(self, name: str, files: list[dict], force: bool = False) -> dict:
+    def begin_upload(self, name: str, files: list[UploadFile], force: bool = False) -> dict:
         """Declare an upload's files ({path, size, mode?}; one file with path '' for a file
         upload). Answers what this server already holds of each, so an interrupted upload
         resumes."""
@@ -245,27 +245,16 @@ class SpellFSManager:
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
 
-    def _declared(self, files: list[dict]) -> tuple[dict[str, int], dict[str, int]]:
+    def _declared(self, files: list[UploadFile]) -> tuple[dict[str, int], dict[str, int]]:
         """The declared sizes, and the modes of files that give one (0o755 keeps a script
         executable)."""
-        if not isinstance(files, list) or not files:
-            raise InvalidInput("an upload declares its files: [{path, size}, ...]")
         declared: dict[str, int] = {}
         modes: dict[str, int] = {}
         for item in files:
-            size = item.get("size") if isinstance(item, dict) else None
-            if isinstance(size, bool) or not isinstance(size, int):
-                raise InvalidInput("each file of an upload is {path: str, size: int}")
-            rel = self._rel(str(item.get("path", "")))
-            if size < 0:
-                raise InvalidInput(f"{rel!r} has a negative size")
-            declared[rel] = size
-            mode = item.get("mode")
-            if mode is None:
-                continue
-            if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
-                raise InvalidInput(f"a file mode is an integer from 0 to 0o7777, not {mode!r}")
-            modes[rel] = mode
+            rel = self._rel(item.path)
+            declared[rel] = item.size
+            if item.mode is not None:
+                modes[rel] = item.mode
         if "" in declared and len(declared) > 1:
             raise InvalidInput("a file upload has exactly one file")
         for rel in declared:

@@ -6,6 +6,7 @@ processes serialise cleanly and IDs come out unique and ascending in acceptance 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,39 @@ def _stored_time(when: datetime, as_text: bool):
     return naive.isoformat(" ", "microseconds") if as_text else naive
 
 
+class Turns:
+    """The writers of this process take turns in the order they came (a log pump writing
+    batch after batch must not starve the engine's status writes, as SQLite's busy waiting
+    would let it). Re-entered by its holder freely."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._next = 0
+        self._serving = 0
+        self._holder: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        me = threading.get_ident()
+        with self._changed:
+            if self._holder == me:
+                self._depth += 1
+                return
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._changed.wait()
+            self._holder, self._depth = me, 1
+
+    def __exit__(self, *exc) -> None:
+        with self._changed:
+            self._depth -= 1
+            if self._depth == 0:
+                self._holder = None
+                self._serving += 1
+                self._changed.notify_all()
+
+
 # Told of log entries once they are committed: (run ID, entries as column dicts).
 LogListener = Callable[[int, list[dict]], None]
 
@@ -78,12 +112,13 @@ class RunStore:
             bind=engine.execution_options(spell_write=True), expire_on_commit=False
         )
         self.log_listeners: list[LogListener] = []
+        self._turns = Turns()
         self._specs: dict[int, tuple[dict, RunSpec]] = {}  # active runs' parsed specs
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
         appended: dict[int, list[dict]] = {}
-        with self._write() as session, session.begin():
+        with self._turns, self._write() as session, session.begin():
             session.connection()  # take the write lock (BEGIN IMMEDIATE on SQLite) now
             session.info["appended"] = appended
             yield session
