@@ -396,15 +396,10 @@ class RunEngine(LoggingConfigurable):
             if code.github_url and (run.id, "code") not in self._tasks:
                 where = f" at {code.github_ref}" if code.github_ref else ""
                 self.store.add_status_note(run.id, f"Cloning {code.github_url}{where}")
-            request = self._request(run)
-            done = self._background(
-                run.id, "code", "fetch", partial(self.backend.stage_code, request)
-            )
-            if done is None:
-                return Step.WAIT
-            if self._failed(run.id, done, CodeFailed, "Code sync failed", Status.BUILD_FAILED):
-                return Step.ENDED
-            staged = done.result()
+            work = partial(self.backend.stage_code, self._request(run))
+            staged = self._fetch(run.id, "code", work, CodeFailed, "Code sync failed")
+            if isinstance(staged, Step):
+                return staged
             for warning in staged.warnings:
                 self.store.add_status_note(run.id, f"Warning: {warning}")
             if code.commit != staged.commit:
@@ -421,14 +416,11 @@ class RunEngine(LoggingConfigurable):
             return self._cancel(run)
         request = self._request(run)
         if run.id not in self._staged:
-            staged = self._background(
-                run.id, "mounts", "fetch", partial(self.backend.stage_mounts, request)
-            )
-            if staged is None:
-                return Step.WAIT
-            if self._failed(run.id, staged, MountFailed, "Mount failed", Status.MOUNT_FAILED):
-                return Step.ENDED
-            for note in staged.result():
+            work = partial(self.backend.stage_mounts, request)
+            notes = self._fetch(run.id, "mounts", work, MountFailed, "Mount failed")
+            if isinstance(notes, Step):
+                return notes
+            for note in notes:
                 self.store.add_status_note(run.id, note)
             self._staged.add(run.id)
         launched = self._background(
@@ -626,6 +618,17 @@ class RunEngine(LoggingConfigurable):
             return None
         del self._tasks[key]
         return future
+
+    def _fetch(self, run_id: int, what: str, work: Callable, expected: type, message: str):
+        """Stage the run's code or mounts in the fetch pool: what it returned once it did,
+        WAIT while it works, ENDED when it failed (build_failed for code, else mount_failed)."""
+        done = self._background(run_id, what, "fetch", work)
+        if done is None:
+            return Step.WAIT
+        final = Status.BUILD_FAILED if what == "code" else Status.MOUNT_FAILED
+        if self._failed(run_id, done, expected, message, final):
+            return Step.ENDED
+        return done.result()
 
     def _failed(self, run_id: int, done: Future, expected: type, what: str, final: Status) -> bool:
         """End the run in `final` if its background work failed (the error in its log)."""
