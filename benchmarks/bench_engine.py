@@ -228,13 +228,20 @@ def fill_store(home: Path, count: int) -> None:
     engine.dispose()
 
 
+PARTS = ("cpu", "lag", "queue", "store", "chatty", "local")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="spell/base:bookworm-py311")
     parser.add_argument("--queued", type=int, default=200)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--window", type=float, default=10.0)
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"which to measure, of {','.join(PARTS)}"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     print(f"cores: {os.cpu_count()}, base image {args.base}, {PARALLEL} runs at once")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,34 +249,40 @@ def main() -> None:
         server.start()
         try:
             server.client.runs.new(command="true").wait_status("complete", timeout=600)  # warm
-            measure_cpu(server, args.window, "empty store")
-            measure_lag(server, 1)
-            measure_lag(server, 50)
-            spell_rate = measure_queue(server, args.queued, "Docker")
-            docker_rate = docker_run_rate(args.base, args.queued)
-            print(f"ratio spell / parallel docker run: {spell_rate / docker_rate:.2f}x")
+            if "cpu" in parts:
+                measure_cpu(server, args.window, "empty store")
+            if "lag" in parts:
+                measure_lag(server, 1)
+                measure_lag(server, 50)
+            if "queue" in parts:
+                spell_rate = measure_queue(server, args.queued, "Docker")
+                docker_rate = docker_run_rate(args.base, args.queued)
+                print(f"ratio spell / parallel docker run: {spell_rate / docker_rate:.2f}x")
         finally:
             server.stop()
-        fill_store(server.home, 10_000)
-        server.start()
-        try:
-            measure_cpu(server, args.window, "10,000 runs in the store")
-        finally:
-            server.stop()
+        if "store" in parts:
+            fill_store(server.home, 10_000)
+            server.start()
+            try:
+                measure_cpu(server, args.window, "10,000 runs in the store")
+            finally:
+                server.stop()
 
-        chatty = Server(Path(tmp) / "chatty", "docker", args.base)
-        chatty.start()
-        try:
-            measure_chatty(chatty, args.base, args.lines)
-        finally:
-            chatty.stop()
+        if "chatty" in parts:
+            chatty = Server(Path(tmp) / "chatty", "docker", args.base)
+            chatty.start()
+            try:
+                measure_chatty(chatty, args.base, args.lines)
+            finally:
+                chatty.stop()
 
-        local = Server(Path(tmp) / "local", "local", args.base)
-        local.start()
-        try:
-            measure_queue(local, args.queued, "local backend")
-        finally:
-            local.stop()
+        if "local" in parts:
+            local = Server(Path(tmp) / "local", "local", args.base)
+            local.start()
+            try:
+                measure_queue(local, args.queued, "local backend")
+            finally:
+                local.stop()
 
 
 if __name__ == "__main__":

@@ -375,3 +375,34 @@ def test_the_engine_sleeps_when_nothing_changes(harness):
     h.backend.exit(runs[0], 0)
     h.reaches(runs[0], S.COMPLETE)
     assert {c["fake"] for c in calls} == {runs[0]}  # only the run its event named
+
+
+@pytest.mark.parametrize("gap_ms", [0, 300, 2500])
+def test_the_docker_log_cursor_is_the_same_read_whole_or_reopened_anywhere(gap_ms):
+    """After a restart the Docker backend reopens the log from the stored cursor's `since`
+    and skips the entries it counted: wherever the cut falls (bursts within one second
+    included), it ends at the cursor of one unbroken read."""
+    from spell_jupyter.backends.docker import _Cursor
+
+    entries = [
+        (100 * 10**9 + i * gap_ms * 10**6, "stderr" if i % 3 == 0 else "stdout") for i in range(40)
+    ]
+    whole = _Cursor.parse("")
+    for ts, stream in entries:
+        whole.add(ts, stream)
+    for cut in range(len(entries)):
+        before = _Cursor.parse("")
+        for ts, stream in entries[:cut]:
+            before.add(ts, stream)
+        after = _Cursor.parse(before.dumps())
+        skip = dict(after.counts)
+        taken = []
+        for ts, stream in (e for e in entries if e[0] >= after.since * 10**9):
+            if skip[stream]:
+                skip[stream] -= 1
+                after.seen(ts, stream)
+            else:
+                after.add(ts, stream)
+                taken.append((ts, stream))
+        assert taken == entries[cut:]  # nothing twice, nothing lost
+        assert after.dumps() == whole.dumps()

@@ -363,9 +363,10 @@ class DockerBackend(HostBackend, ImageBuilder):
             elif ended or stop.is_set():
                 return
 
-    def _log_stream(self, cid: str, since: int):
-        """Docker's multiplexed log stream of both streams, followed: the raw response."""
-        params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": 1, "tail": "all"}
+    def _log_stream(self, cid: str, since: int | str, follow: bool = True):
+        """Docker's multiplexed log stream of both streams (followed): the raw response.
+        `since`: whole seconds, or "seconds.nanoseconds"."""
+        params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow), "tail": "all"}
         if since:
             params["since"] = since
         api = self.stream_client.api
@@ -525,6 +526,17 @@ class _Cursor:
         counts = {KEYS[s]: n for s, n in self.counts.items()}
         return json.dumps({"since": self.since, **counts}, separators=(",", ":"))
 
+    @property
+    def newest(self) -> int | None:
+        """The timestamp of the newest entry taken in this process (None: none yet)."""
+        stamps = [recent[-1] for recent in self._recent.values() if recent]
+        return max(stamps) if stamps else None
+
+    def taken_since(self, start: int) -> dict[str, int]:
+        """Per stream, how many entries taken have a timestamp >= `start` (not older than
+        `since`)."""
+        return {s: sum(1 for ts in recent if ts >= start) for s, recent in self._recent.items()}
+
     def seen(self, ts: int, stream: str) -> None:
         """An entry counted already (read again after a reopen): its time is known now."""
         self._recent[stream].append(ts)
@@ -559,6 +571,7 @@ class _LogReader:
         self._current: list = []  # lines read since the last chunk was sealed
         self._ready = threading.Condition()
         self._ended = False
+        self._partial: dict[str, tuple[int, bytes]] = {}  # lines still being written
         self._seconds: dict[bytes, int] = {}
 
     def take(self, timeout: float, most: int = CHUNK_LINES) -> tuple[list, str, bool]:
@@ -583,6 +596,8 @@ class _LogReader:
             while not self.stop.is_set():
                 try:
                     exited = self._read_once()
+                    if exited:
+                        self._drain()
                 except docker.errors.NotFound:
                     return  # the container is gone: its status says `lost`
                 except Exception as exc:
@@ -598,10 +613,33 @@ class _LogReader:
                 self._ready.notify_all()
 
     def _read_once(self) -> bool:
-        """Read the stream until it ends; whether the container has exited (all was read)."""
-        response = self.backend._log_stream(self.cid, self.cursor.since)
+        """Read the followed stream from the cursor until it ends; whether the container has
+        exited."""
         skip = {"stdout": self.cursor.counts["stdout"], "stderr": self.cursor.counts["stderr"]}
+        self._partial = {}
+        self._read(self.cursor.since, skip, self._partial, follow=True)
+        return not self.stop.is_set() and not self.backend.is_running(self.cid)
+
+    def _drain(self) -> None:
+        """Read once more, not followed, from the oldest line not taken: a followed stream
+        can end at the container's exit before its last entries (seen on Docker 20.10 after a
+        1 MB line). Lines taken already are skipped by their timestamps; a last line without
+        its newline is taken as it is."""
+        start = min([ts for ts, _ in self._partial.values()] or [self.cursor.newest or 0])
+        if not start or start < self.cursor.since * 1_000_000_000:  # not known here: as stored
+            since: int | str = self.cursor.since
+            skip = dict(self.cursor.counts)
+        else:
+            since = f"{start // 1_000_000_000}.{start % 1_000_000_000:09d}"
+            skip = self.cursor.taken_since(start)
         partial: dict[str, tuple[int, bytes]] = {}
+        self._read(since, skip, partial, follow=False)
+        for stream, (ts, text) in partial.items():
+            self._emit(ts, stream, text, skip)
+        self._seal()
+
+    def _read(self, since: int | str, skip: dict, partial: dict, follow: bool) -> None:
+        response = self.backend._log_stream(self.cid, since, follow)
         body = _ChunkedBody(response)
         buffer = bytearray()
         try:
@@ -616,11 +654,6 @@ class _LogReader:
         finally:
             response.close()
         self._seal()  # whole lines (counted in the cursor); a partial one is read again
-        if self.stop.is_set() or self.backend.is_running(self.cid):
-            return False  # the connection broke: read on from the cursor
-        for stream, (ts, text) in partial.items():  # a last line without its newline
-            self._emit(ts, stream, text, skip)
-        return True
 
     def _frames(self, buffer: bytearray, skip: dict, partial: dict) -> int:
         """Take the whole frames in `buffer` (8-byte header: stream, size); bytes used."""

@@ -53,6 +53,7 @@ from .log_pump import LogPump
 from .machine_types import Allocation, MachineTypes
 
 MAX_CONSECUTIVE_ERRORS = 5
+IMAGE_RECHECK_SECONDS = 60.0
 
 
 class Step(str, Enum):
@@ -163,6 +164,7 @@ class RunEngine(LoggingConfigurable):
         self.disk_reserve = DiskReserve(home / "engine.reserve")
         self.pumps: dict[int, LogPump] = {}
         self._builds: dict[str, _Build] = {}  # image -> its build (or pull), shared by runs
+        self._images_seen: dict[str, float] = {}  # image -> when it was last seen to exist
         self._environments: dict[int, Environment] = {}  # run -> its environment
         self._prepared: set[int] = set()  # runs whose image exists
         self._staged: set[int] = set()  # runs whose mounts are ready
@@ -669,7 +671,7 @@ class RunEngine(LoggingConfigurable):
         image = environment.image
         build = self._builds.get(image)
         if build is None:
-            if images.has_image(image):
+            if self._image_exists(image):
                 if environment.context is not None:
                     self.store.add_status_note(run_id, f"Retrieving cached environment {image}")
                 return True
@@ -705,6 +707,19 @@ class RunEngine(LoggingConfigurable):
         self.store.set_status(run_id, Status.BUILD_FAILED, "Environment build failed")
         self._cleanup(run_id, None)
         return False
+
+    def _image_exists(self, image: str) -> bool:
+        """Whether the image exists, asked of the backend at most once a minute per image
+        that did (one API call less per run; a removed image fails its launch, retried)."""
+        now = time.monotonic()
+        if now - self._images_seen.get(image, -math.inf) < IMAGE_RECHECK_SECONDS:
+            return True
+        images = self.backend.images
+        assert images is not None
+        if not images.has_image(image):
+            return False
+        self._images_seen[image] = now
+        return True
 
     def _build(self, run_id: int, work) -> None:
         """Run a build or pull in a worker thread, its output batched into the run's logs."""
