@@ -406,3 +406,17 @@ def test_the_docker_log_cursor_is_the_same_read_whole_or_reopened_anywhere(gap_m
                 taken.append((ts, stream))
         assert taken == entries[cut:]  # nothing twice, nothing lost
         assert after.dumps() == whole.dumps()
+
+
+def test_backends_are_found_by_their_entry_point_name_or_class():
+    from spell_jupyter.backends import backend_named, backend_names
+    from spell_jupyter.backends.docker import DockerBackend
+
+    assert {"docker", "local"} <= set(backend_names())
+    assert backend_named("docker") is DockerBackend
+    assert backend_named("local") is LocalBackend
+    assert backend_named("fake_backend.FakeBackend") is FakeBackend
+    with pytest.raises(ValueError, match=r"no backend named 'k8s' .*known: auto, docker, local"):
+        backend_named("k8s")
+    with pytest.raises(ValueError, match="is not a Backend class"):
+        backend_named("spell_jupyter.models.RunSpec")

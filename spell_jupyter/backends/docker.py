@@ -303,7 +303,11 @@ class DockerBackend(HostBackend, ImageBuilder):
     def watch(self, on_change: StatusListener) -> None:
         """Follow Docker's events for this data directory's containers in a thread; after a
         broken stream (Docker restarted), every run is looked at again."""
-        self._events = self._subscribe()
+        try:
+            self._events = self._subscribe()
+        except Exception as exc:  # Docker is not answering yet: the thread tries each second
+            self.log.warning("Spell: Docker's event stream is not answering (%s)", exc)
+            self._events = iter(())
         thread = threading.Thread(
             target=self._deliver_events, args=(on_change,), name="spell-docker-events", daemon=True
         )
@@ -334,7 +338,8 @@ class DockerBackend(HostBackend, ImageBuilder):
                 return
             time.sleep(1.0)
             with contextlib.suppress(Exception):
-                self._events = self._subscribe()
+                if self._events is not None:
+                    self._events = self._subscribe()
             on_change(None)
 
     def close(self) -> None:

@@ -246,7 +246,10 @@ class RunEngine(LoggingConfigurable):
             write_private_json(
                 engine_info_path(self.home), {**self.leader_record, "pid": os.getpid()}
             )
-            self.begin_leading()
+            try:
+                self.begin_leading()
+            except Exception:  # the passes go on; what failed is logged and met again there
+                self.log.exception("Spell engine: starting to lead failed")
             self._lead()
 
     def begin_leading(self) -> None:
