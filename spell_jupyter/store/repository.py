@@ -113,7 +113,7 @@ class RunStore:
         )
         self.log_listeners: list[LogListener] = []
         self._turns = Turns()
-        self._specs: dict[int, tuple[dict, RunSpec]] = {}  # active runs' parsed specs
+        self._specs: dict[int, RunSpec] = {}  # active runs' specs, validated (see active_runs)
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
@@ -270,39 +270,50 @@ class RunStore:
     # -- the engine's side ------------------------------------------------------------------
 
     def active_runs(self) -> list[ActiveRun]:
-        """Runs not final yet, oldest first (the submission order)."""
+        """Runs not final yet, oldest first (the submission order). Specs are read and
+        validated once per run while it is active (the engine asks at every pass)."""
         with self._read() as session:
-            rows = session.scalars(
-                select(RunRow).where(RunRow.status.in_(ACTIVE_VALUES)).order_by(RunRow.id)
-            ).all()
-            active = [
-                ActiveRun(
-                    id=r.id,
-                    status=Status(r.status),
-                    spec=self._spec(r.id, r.spec),
-                    requested_action=RunAction(r.requested_action) if r.requested_action else None,
-                    requested_at=r.requested_at,
-                    backend=r.backend,
-                    handle=r.handle,
-                    output_cursor=r.output_cursor,
-                    started_at=r.started_at,
-                    allocation=r.allocation,
-                    user_exit_code=r.user_exit_code,
+            rows = session.execute(
+                select(
+                    RunRow.id,
+                    RunRow.status,
+                    RunRow.requested_action,
+                    RunRow.requested_at,
+                    RunRow.backend,
+                    RunRow.handle,
+                    RunRow.output_cursor,
+                    RunRow.started_at,
+                    RunRow.allocation,
+                    RunRow.user_exit_code,
                 )
-                for r in rows
-            ]
-        ids = {r.id for r in active}
-        for run_id in [i for i in self._specs if i not in ids]:
-            del self._specs[run_id]
-        return active
-
-    def _spec(self, run_id: int, data: dict) -> RunSpec:
-        """The run's spec, validated once while it is active (again only if it changed)."""
-        cached = self._specs.get(run_id)
-        if cached is None or cached[0] != data:
-            cached = (data, RunSpec.model_validate(data))
-            self._specs[run_id] = cached
-        return cached[1]
+                .where(RunRow.status.in_(ACTIVE_VALUES))
+                .order_by(RunRow.id)
+            ).all()
+            ids = {r.id for r in rows}
+            for run_id in [i for i in self._specs if i not in ids]:
+                del self._specs[run_id]
+            missing = [i for i in ids if i not in self._specs]
+            if missing:
+                for run_id, data in session.execute(
+                    select(RunRow.id, RunRow.spec).where(RunRow.id.in_(missing))
+                ):
+                    self._specs[run_id] = RunSpec.model_validate(data)
+        return [
+            ActiveRun(
+                id=r.id,
+                status=Status(r.status),
+                spec=self._specs[r.id],
+                requested_action=RunAction(r.requested_action) if r.requested_action else None,
+                requested_at=r.requested_at,
+                backend=r.backend,
+                handle=r.handle,
+                output_cursor=r.output_cursor,
+                started_at=r.started_at,
+                allocation=r.allocation,
+                user_exit_code=r.user_exit_code,
+            )
+            for r in rows
+        ]
 
     def activity_mark(self) -> tuple:
         """Changes anyone may make for the engine to act on (a new run, a stop or kill
@@ -356,6 +367,7 @@ class RunStore:
             spec = dict(row.spec)
             spec["code"] = {**spec["code"], "commit": commit}
             row.spec = spec
+        self._specs.pop(run_id, None)
 
     def handle_of(self, run_id: int) -> dict | None:
         """The backend's handle of a run (None before it started)."""
