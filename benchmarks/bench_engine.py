@@ -69,6 +69,13 @@ class Server:
     def stop(self) -> None:
         subprocess.run([str(SPELL), "server", "stop"], env=self.env, stdout=subprocess.DEVNULL)
 
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
     def peak_memory_mib(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -262,27 +269,14 @@ def main() -> None:
             server.stop()
         if "store" in parts:
             fill_store(server.home, 10_000)
-            server.start()
-            try:
+            with server:
                 measure_cpu(server, args.window, "10,000 runs in the store")
-            finally:
-                server.stop()
-
         if "chatty" in parts:
-            chatty = Server(Path(tmp) / "chatty", "docker", args.base)
-            chatty.start()
-            try:
+            with Server(Path(tmp) / "chatty", "docker", args.base) as chatty:
                 measure_chatty(chatty, args.base, args.lines)
-            finally:
-                chatty.stop()
-
         if "local" in parts:
-            local = Server(Path(tmp) / "local", "local", args.base)
-            local.start()
-            try:
+            with Server(Path(tmp) / "local", "local", args.base) as local:
                 measure_queue(local, args.queued, "local backend")
-            finally:
-                local.stop()
 
 
 if __name__ == "__main__":
