@@ -145,7 +145,7 @@ class LogsHandler(SpellHandler):
         behind the feed's buffer, or a while passed (then the store is asked again)."""
         while True:
             await subscription.wait(FEED_SAFETY_SECONDS)
-            lines = subscription.take(offset)
+            lines = await self.call(subscription.take, offset)  # JSON made off the IOLoop
             if not lines:
                 return offset  # None: behind the buffer; []: quiet for a while
             self.write("".join(lines))
