@@ -13,10 +13,8 @@ from datetime import datetime, timezone
 from spell_jupyter.backends.base import (
     Backend,
     BuildFailed,
-    CodeFailed,
     ImageBuilder,
     LaunchRequest,
-    MountFailed,
     OutputBatches,
     OutputFile,
     ProcessState,
@@ -187,6 +185,3 @@ class FakeBackend(Backend, ImageBuilder):
         self._step(f"build {files.get('requirements.txt', b'').decode().strip()}")
         self.images_built.add(tag)
         self.events.append(f"built {tag}")
-
-
-__all__ = ["CodeFailed", "FakeBackend", "Gate", "MountFailed"]

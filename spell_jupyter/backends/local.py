@@ -157,15 +157,19 @@ class LocalBackend(HostBackend):
         state_dir = Path(handle["state_dir"])
         offset = int(cursor or 0)
         wait = self.output_check_interval / 5
+        ended = False
         while not stop.is_set():
-            ended = (state_dir / "exit.json").exists() or not self._shim_alive(state_dir)
             lines, offset, more = self._read(state_dir / "output.jsonl", offset)
             if lines:
                 yield lines, str(offset)
                 wait = self.output_check_interval / 5
                 continue
             if ended and not more:
-                return
+                return  # it had ended before this read found nothing more
+            if not ended:
+                ended = (state_dir / "exit.json").exists() or not self._shim_alive(state_dir)
+                if ended:
+                    continue  # read once more: what it wrote before it ended
             stop.wait(wait)
             wait = min(wait * 2, self.output_check_interval)
 

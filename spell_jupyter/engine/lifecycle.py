@@ -343,24 +343,36 @@ class RunEngine(LoggingConfigurable):
 
     def _forget_gone(self, active: set[int]) -> None:
         """Drop what this process keeps for runs that are no longer active."""
-        for run_id in [r for r in self.pumps if r not in active]:
-            self.pumps.pop(run_id).stop_event.set()
-        for memory in (self._environments, self._outputs, self._ended, self._errors, self._ending):
-            for run_id in [r for r in memory if r not in active]:
-                del memory[run_id]
-        for runs in self._run_sets():
-            runs.intersection_update(active)
+        for run_id in self._remembered() - active:
+            self._forget(run_id)
+
+    def _memories(self) -> tuple[dict, ...]:
+        return (self._environments, self._outputs, self._ended, self._errors, self._ending)
 
     def _run_sets(self) -> tuple[set[int], ...]:
         return (self._prepared, self._staged, self._terminated, self._killed, self._noted_waiting)
 
+    def _remembered(self) -> set[int]:
+        found = set(self.pumps) | {run_id for run_id, _ in self._tasks}
+        for memory in self._memories():
+            found.update(memory)
+        return found.union(*self._run_sets())
+
     def _forget(self, run_id: int) -> None:
-        for memory in (self._environments, self._outputs, self._ended, self._errors):
+        """Drop what this process keeps for one run (work still going is let finish; its
+        result is not wanted)."""
+        self._stop_pump(run_id)
+        for memory in self._memories():
             memory.pop(run_id, None)
-        for key in [k for k in self._tasks if k[0] == run_id]:
-            del self._tasks[key]  # work still going is let finish; its result is not wanted
         for runs in self._run_sets():
             runs.discard(run_id)
+        for key in [k for k in self._tasks if k[0] == run_id]:
+            del self._tasks[key]
+
+    def _stop_pump(self, run_id: int) -> None:
+        pump = self.pumps.pop(run_id, None)
+        if pump is not None:
+            pump.stop_event.set()
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -570,9 +582,7 @@ class RunEngine(LoggingConfigurable):
         """End the run: the backend cleans up in the save pool (removing a container takes a
         while), then the final status is set, so a final run has left nothing behind. Cut
         short, the run is finished again by the next leader (its outputs are saved already)."""
-        pump = self.pumps.pop(run.id, None)
-        if pump is not None:
-            pump.stop_event.set()
+        self._stop_pump(run.id)
         self._ending[run.id] = (final, message, exit_code)
         handle = run.handle if handle is True else handle
         self._background(run.id, "end", "save", partial(self.backend.cleanup, run.id, handle))
@@ -592,9 +602,6 @@ class RunEngine(LoggingConfigurable):
     def _cleanup(self, run_id: int, handle: dict | None) -> None:
         """Forget a final run; the backend cleans up in the save pool (a container's removal
         takes a while). Cut short, what is left is removed by the next leader's sweep."""
-        pump = self.pumps.pop(run_id, None)
-        if pump is not None:
-            pump.stop_event.set()
         self._forget(run_id)
         cleaning = self.pools["save"].submit(self.backend.cleanup, run_id, handle)
         cleaning.add_done_callback(partial(self._cleaned, run_id))

@@ -42,7 +42,6 @@ class LogPump:
         self.log = log
         self.stop_event = threading.Event()
         self.drained = threading.Event()  # every line is in the store
-        self.lines = 0
         self._thread = threading.Thread(target=self._run, name=f"spell-logs-{run_id}", daemon=True)
 
     def start(self) -> LogPump:
@@ -77,7 +76,6 @@ class LogPump:
             try:
                 self.store.append_output(self.run_id, lines, cursor)
                 self.cursor = cursor
-                self.lines += len(lines)
                 return
             except Exception as exc:
                 if self.on_error(exc):

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, and_, delete, func, select
@@ -29,7 +29,7 @@ from ..models import (
     Status,
     StatusChange,
 )
-from .orm import LogEntryRow, RunLabelRow, RunRow, StatusChangeRow, utcnow
+from .orm import LogEntryRow, RunLabelRow, RunRow, StatusChangeRow, UTCDateTime, utcnow
 
 FINAL_VALUES = tuple(s.value for s in FINAL_STATUSES)
 ACTIVE_VALUES = tuple(s.value for s in Status if s not in FINAL_STATUSES)  # by the status index
@@ -39,12 +39,12 @@ INSERT_LOG_ENTRY = {
     style: f"INSERT INTO log_entries ({_LOG_COLUMNS}) VALUES ({', '.join([mark] * 8)})"
     for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"), ("numeric", "?"))
 }
-UTC = timezone.utc
 
 
 def _stored_time(when: datetime, as_text: bool):
-    """A timestamp as UTCDateTime stores it: naive UTC (text on SQLite)."""
-    naive = when.astimezone(UTC).replace(tzinfo=None)
+    """A timestamp as UTCDateTime stores it: naive UTC (text, SQLAlchemy's format, on
+    SQLite)."""
+    naive = UTCDateTime().process_bind_param(when, None)
     return naive.isoformat(" ", "microseconds") if as_text else naive
 
 
