@@ -5,6 +5,7 @@ Validation of anything a user sends lives here, so REST, the engine and tests ag
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from pydantic import (
 
 from .fs.paths import BUCKET_URL, BadPath, check_name_lengths, normalize, split_mount
 from .status import FINAL_STATUSES, RunAction, RunKind, Status
+from .stop_conditions import parse_stop_conditions
 
 __all__ = ["FINAL_STATUSES", "RunAction", "RunKind", "Status"]
 
@@ -100,6 +102,15 @@ def check_label(value: str) -> str:
         raise ValueError(
             f"invalid label {value!r}: use 1-64 letters, digits, spaces or _ . : @ + - "
             "and start with a letter or digit"
+        )
+    return value
+
+
+def check_repo_label(value: str) -> str:
+    """A workflow repository's label (`--repo LABEL=PATH`)."""
+    if not REPOSITORY_NAME.fullmatch(value):
+        raise ValueError(
+            f"invalid repository label {value!r}: letters, digits, '_', '.', '-' (at most 100)"
         )
     return value
 
@@ -271,6 +282,22 @@ class RunSpec(BaseModel):
     )
     mounts: list[Mount] = Field(default_factory=list, description="Resources shown to the run")
     code: CodeSpec | None = Field(default=None, description="The code the run starts with")
+    stop_conditions: list[str] = Field(
+        default_factory=list,
+        description="Stop the run (outputs saved) once one holds: 'METRIC OP NUMBER[:MIN_INDEX]', "
+        "clauses joined by && (at most 5)",
+    )
+    repos: dict[str, CodeSpec] = Field(
+        default_factory=dict,
+        description="A workflow's repositories by label, snapshotted at submit (kind workflow)",
+    )
+    commit_label: str | None = Field(
+        default=None,
+        description="Inside a workflow: start with the workflow's repository of this label",
+    )
+    hyper_params: dict[str, StrictInt | float | StrictStr] = Field(
+        default_factory=dict, description="The values of a search's parameters for this run"
+    )
 
     @field_validator("command")
     @classmethod
@@ -314,6 +341,23 @@ class RunSpec(BaseModel):
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(check_label(v) for v in value))
+
+    @field_validator("stop_conditions")
+    @classmethod
+    def _stop_conditions(cls, value: list[str]) -> list[str]:
+        return [str(c) for c in parse_stop_conditions(value)]
+
+    @field_validator("repos")
+    @classmethod
+    def _repos(cls, value: dict[str, CodeSpec]) -> dict[str, CodeSpec]:
+        for label in value:
+            check_repo_label(label)
+        return value
+
+    @field_validator("commit_label")
+    @classmethod
+    def _commit_label(cls, value: str | None) -> str | None:
+        return None if value is None else check_repo_label(value)
 
     @field_validator("cwd")
     @classmethod
@@ -448,6 +492,12 @@ class Run(BaseModel):
     backend: str | None = None
     allocation: dict | None = Field(
         default=None, description="Resources held while running: cpus, memory_mib, gpus"
+    )
+    workflow_id: int | None = Field(
+        default=None, description="The workflow (its master run's ID) the run belongs to"
+    )
+    search_id: int | None = Field(
+        default=None, description="The hyperparameter search the run belongs to"
     )
 
 
@@ -614,3 +664,59 @@ class LinkRequest(BaseModel):
     """PUT /links/<alias>: what the alias points at."""
 
     target: StrictStr
+
+
+METRIC_NAME_MAX = 128
+MAX_METRIC_TEXT = 4096
+MAX_METRIC_BATCH = 10_000
+HARDWARE_METRIC_PREFIX = "spell/"  # the engine's own samples (spell/cpu_percent, ...)
+
+
+def check_metric_name(value: str) -> str:
+    if not value or not value.strip():
+        raise ValueError("a metric name is empty")
+    if len(value) > METRIC_NAME_MAX:
+        raise ValueError(
+            f"a metric name is at most {METRIC_NAME_MAX} characters: {value[:40]!r}..."
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"metric name {value!r} holds control characters")
+    return value
+
+
+class MetricValue(BaseModel):
+    """One value a run sends: a finite number or a text, at an index (counted on when left
+    out), at a time (the server's when left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    value: StrictInt | float | StrictStr
+    index: StrictInt | None = Field(default=None, ge=0, le=2**62)
+    timestamp: datetime | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_metric_name(value)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _value(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"a metric value is a number or a text, not {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("a metric value must be finite (NaN and infinities are refused)")
+        if isinstance(value, int) and abs(value) > 2**53:
+            raise ValueError("an integer metric value is at most 2**53 in size (a float keeps it)")
+        if isinstance(value, str) and len(value) > MAX_METRIC_TEXT:
+            raise ValueError(f"a text metric value is at most {MAX_METRIC_TEXT} characters")
+        return value
+
+
+class SendMetrics(BaseModel):
+    """POST /runs/<id>/metrics: a batch of values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: list[MetricValue] = Field(max_length=MAX_METRIC_BATCH)

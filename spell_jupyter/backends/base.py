@@ -23,6 +23,7 @@ from traitlets.config import LoggingConfigurable
 from ..errors import Conflict, InvalidInput
 from ..fs.spellfs import SpellFileSystem
 from ..models import CodeSpec, OutputLine
+from .run_api import RunApi
 
 ENTRY_POINT_GROUP = "spell_jupyter.backends"
 
@@ -61,6 +62,7 @@ class LaunchRequest:
     image: str | None = None  # for backends that run images
     code: CodeSpec | None = None
     mounts: tuple[MountRequest, ...] = ()
+    api: RunApi | None = None  # set at launch: how code inside reaches the server
 
     @property
     def repository(self) -> str | None:

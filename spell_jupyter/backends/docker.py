@@ -39,6 +39,7 @@ from .base import (
     StatusListener,
 )
 from .host import HostBackend, HostMount
+from .run_api import CONTAINER_API_DIR, CONTAINER_LIB_DIR, api_environment, client_packages
 
 LABEL_RUN = "spell.run_id"
 LABEL_HOME = "spell.home"
@@ -235,6 +236,10 @@ class DockerBackend(HostBackend, ImageBuilder):
         if request.cpus:
             limits["nano_cpus"] = int(request.cpus * 1e9)
         binds = {str(self.workdir(request.run_id)): {"bind": WORKDIR, "mode": "rw"}}
+        if request.api is not None:  # the server's socket, and the client's packages
+            binds[request.api.socket_dir] = {"bind": CONTAINER_API_DIR, "mode": "ro"}
+            for name, folder in client_packages().items():
+                binds[str(folder)] = {"bind": f"{CONTAINER_LIB_DIR}/{name}", "mode": "ro"}
         for index, mount in enumerate(mounts):
             if mount.is_dir and _overlay_safe(mount):
                 volume = self._overlay_volume(request.run_id, index, mount)
@@ -467,8 +472,16 @@ class DockerBackend(HostBackend, ImageBuilder):
     def _environment(self, request: LaunchRequest) -> dict[str, str]:
         env = visible_envvars(request.envvars)
         env.update(
+            api_environment(
+                request.run_id,
+                request.api,
+                CONTAINER_API_DIR,
+                CONTAINER_LIB_DIR,
+                env.get("PYTHONPATH", ""),
+            )
+        )
+        env.update(
             PYTHONUNBUFFERED="1",
-            SPELL_RUN_ID=str(request.run_id),
             TINI_KILL_PROCESS_GROUP="1",  # a stop signals the whole command, not just sh
             NVIDIA_VISIBLE_DEVICES=",".join(map(str, request.gpu_indices)) or "void",
         )

@@ -30,6 +30,7 @@ from .base import (
     StatusListener,
 )
 from .host import HostBackend, HostMount
+from .run_api import api_environment, link_client_packages
 
 SHIM = Path(__file__).with_name("local_shim.py")
 READ_LIMIT = 4 << 20  # bytes of output taken per batch, so memory stays bounded
@@ -227,7 +228,13 @@ class LocalBackend(HostBackend):
         # The run sees only the GPUs the scheduler gave it (none for CPU machine types).
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, request.gpu_indices))
         env["PYTHONUNBUFFERED"] = "1"
-        env["SPELL_RUN_ID"] = str(request.run_id)
+        socket_dir = request.api.socket_dir if request.api else ""
+        library = str(link_client_packages(self.home / "client-lib"))
+        env.update(
+            api_environment(
+                request.run_id, request.api, socket_dir, library, env.get("PYTHONPATH", "")
+            )
+        )
         return env
 
     def _shim_alive(self, state_dir: Path) -> bool:

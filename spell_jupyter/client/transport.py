@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from .errors import APIError, ServerUnavailable
 
@@ -52,16 +53,36 @@ class Response:
         self.close()
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (`http+unix://%2Fpath%2Fto%2Fapi.sock/`): how code inside a
+    run reaches its server."""
+
+    def __init__(self, socket_path: str, timeout: float | None = None):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 class Transport:
     def __init__(self, base_url: str, token: str, timeout: float = 30.0):
         self.base_url = base_url.rstrip("/") + "/"
         parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in ("http", "https", "http+unix") or not parts.netloc:
             raise ValueError(f"a Spell server URL looks like http://host:port/, not {base_url!r}")
-        self._connection_class = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        self._netloc = parts.netloc
+        self._connection_class = {
+            "https": http.client.HTTPSConnection,
+            "http+unix": UnixHTTPConnection,
+        }.get(parts.scheme, http.client.HTTPConnection)
+        self._netloc = unquote(parts.netloc) if parts.scheme == "http+unix" else parts.netloc
         self._base_path = parts.path
         self.timeout = timeout
         self.headers = {"Authorization": f"token {token}", "Accept": "application/json"}

@@ -42,9 +42,10 @@ from ..backends.base import (
     ProcessState,
     ProcessStatus,
 )
+from ..backends.run_api import RunApi
 from ..home_config import engine_info_path, write_private_json
 from ..humanize import human_size
-from ..models import OutputLine, RunAction, RunSpec, Status
+from ..models import OutputLine, RunAction, RunKind, RunSpec, Status
 from ..store.repository import ActiveRun, RunStore
 from .disk_reserve import DiskReserve, is_disk_full
 from .environments import Environment, Frameworks, environment_for
@@ -135,10 +136,14 @@ class RunEngine(LoggingConfigurable):
         ca_files: list[Path] | None = None,
         pip_installer: str = "auto",
         leader_record: dict | None = None,
+        run_api_dir: Path | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.leader_record = leader_record or {}  # written to engine.json while leading
+        # The folder of the server's socket for code inside runs (None: runs get no API).
+        self.run_api_dir = run_api_dir
+        self.leading_hooks: list[Callable[[], None]] = []  # called as this engine begins leading
         self.store = store
         self.backend = backend
         self.home = home
@@ -254,6 +259,8 @@ class RunEngine(LoggingConfigurable):
 
     def begin_leading(self) -> None:
         """What a new leader does before its first pass."""
+        for hook in self.leading_hooks:
+            hook()
         self.sweep_leftovers()
         self.disk_reserve.hold()
         self.backend.watch(self._on_backend_event)
@@ -440,9 +447,7 @@ class RunEngine(LoggingConfigurable):
             for note in notes:
                 self.store.add_status_note(run.id, note)
             self._staged.add(run.id)
-        launched = self._background(
-            run.id, "launch", "launch", partial(self.backend.launch, request)
-        )
+        launched = self._background(run.id, "launch", "launch", partial(self._launch, run, request))
         if launched is None:
             return Step.WAIT
         handle = launched.result()  # a failure is this step's error: tried again
@@ -551,6 +556,15 @@ class RunEngine(LoggingConfigurable):
             mounts=tuple(MountRequest(m.resource, m.target(run.spec.cwd)) for m in run.spec.mounts),
         )
 
+    def _launch(self, run: ActiveRun, request: LaunchRequest) -> dict:
+        """Launch with a token of the run's own (a workflow's master may act on its workflow),
+        valid until the run ends."""
+        if self.run_api_dir is not None:
+            scope = "workflow" if run.spec.kind == RunKind.WORKFLOW else "run"
+            token = self.store.issue_token(run.id, scope)
+            request = replace(request, api=RunApi(str(self.run_api_dir), token))
+        return self.backend.launch(request)
+
     def _follow(self, run_id: int, handle: dict, cursor: str) -> None:
         """Start the run's log pump and follow its status events."""
         self.pumps[run_id] = LogPump(
@@ -597,6 +611,7 @@ class RunEngine(LoggingConfigurable):
             )
         final, message, exit_code = self._ending.pop(run.id)
         self.store.set_status(run.id, final, message, user_exit_code=exit_code)
+        self.store.revoke_tokens(run.id)  # dead already (the run is final): now gone too
         self._forget(run.id)
 
     def _cleanup(self, run_id: int, handle: dict | None) -> None:

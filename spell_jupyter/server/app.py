@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import IOLoop
 from traitlets import Bool, Dict, Enum, Int, List, Type, Unicode, default
 from traitlets.config import Config
 
@@ -23,12 +24,14 @@ from ..engine.leader import LeaderLock, leader_lock_path
 from ..engine.machine_types import DEFAULT_MACHINE_TYPES, HostCapacity, MachineTypes
 from ..fs.spellfs import SpellFileSystem
 from ..home_config import config_path, engine_info_path, read_json
-from ..paths import spell_home
+from ..paths import run_api_dir, spell_home
 from ..processes import alive
 from ..services import DEFAULT_MOUNT_URLS, RunManager, SpellFSManager
+from ..services.run_access import RunAccess
 from ..store import RunStore, connect_database
 from ..store.database import default_db_url
 from .handlers import route_table
+from .run_socket import RunSocket
 from .serverinfo import ServerInfoFile
 from .standalone import SpellServerApp
 
@@ -202,6 +205,7 @@ class SpellJupyter(ExtensionApp):
         frameworks = Frameworks(self._framework_table())
         self.engine = RunEngine(
             parent=self,
+            run_api_dir=run_api_dir(home),
             store=store,
             backend=backend,
             home=home,
@@ -236,7 +240,12 @@ class SpellJupyter(ExtensionApp):
             spell_engine=self.engine,
             spell_local_copies=self.local_copies,
             spell_is_spell_server=self.is_spell_server,
+            spell_run_access=RunAccess(store),
         )
+        self.run_socket = RunSocket(
+            self.serverapp.web_app.settings, self.engine.run_api_dir, IOLoop.current()
+        )
+        self.engine.leading_hooks.append(self.run_socket.open)
         self.engine.start()
         if self.server_info is not None:
             self.server_info.write(
@@ -305,6 +314,7 @@ class SpellJupyter(ExtensionApp):
         self.handlers.extend(route_table())
 
     async def stop_extension(self) -> None:
+        self.run_socket.close()  # before leadership (and the socket's path) passes on
         self.engine.stop()
         if self.server_info is not None:
             self.server_info.remove()

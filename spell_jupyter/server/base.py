@@ -14,8 +14,10 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import ValidationError
 from tornado import web
 
-from ..errors import NotHere, SpellError
+from ..errors import Forbidden, NotHere, SpellError
 from ..services import RunManager, SpellFSManager
+from ..services.run_access import Level, RunAccess
+from ..store.repository import TokenHolder
 from .peer import is_same_user_here
 
 # What a Jupyter Authorizer (or JupyterHub's scopes) is asked about: read (listings, logs,
@@ -66,12 +68,16 @@ def first_text_not_utf8(value, where: str = "") -> str | None:
 def api(method: Callable | None = None, *, action: str | None = None) -> Callable:
     """Authenticate, ask Jupyter's Authorizer whether the user may do `action` on the handler's
     `auth_resource` (default: read for GET/HEAD, write for the rest), then turn
-    SpellError/ValidationError into JSON 4xx answers. `@api` or `@api(action="execute")`."""
+    SpellError/ValidationError into JSON 4xx answers. `@api` or `@api(action="execute")`.
+    On the runs' socket, the caller is a run's token instead, held to the handler's
+    `run_tokens` level for the method."""
 
     def decorate(method: Callable) -> Callable:
         @functools.wraps(method)
         async def wrapper(self, *args, **kwargs):
             try:
+                if self.settings.get("spell_run_socket"):
+                    await self.authorize_run_token(method.__name__, args)
                 result = method(self, *args, **kwargs)
                 if asyncio.iscoroutine(result):
                     result = await result
@@ -81,7 +87,15 @@ def api(method: Callable | None = None, *, action: str | None = None) -> Callabl
             except ValidationError as exc:
                 raise web.HTTPError(400, describe_validation_error(exc)) from exc
 
-        return web.authenticated(authorized(action)(wrapper))
+        through_jupyter = web.authenticated(authorized(action)(wrapper))
+
+        @functools.wraps(method)
+        async def entry(self, *args, **kwargs):
+            if self.settings.get("spell_run_socket"):
+                return await wrapper(self, *args, **kwargs)
+            return await through_jupyter(self, *args, **kwargs)
+
+        return entry
 
     return decorate(method) if method is not None else decorate
 
@@ -90,6 +104,25 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
     """Base: access to the service, JSON in and out, strict query parsing."""
 
     auth_resource = AUTH_RESOURCE
+    run_tokens: dict[str, Level] = {}  # method -> what a run's token needs to call it
+    run_in_path = False  # whether the first path argument is a run's ID
+    run_holder: TokenHolder | None = None  # on the runs' socket: the run whose token called
+
+    async def authorize_run_token(self, method: str, args: tuple) -> None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        access: RunAccess = self.settings["spell_run_access"]
+        holder = None
+        if scheme.lower() in ("token", "bearer") and token.strip():
+            holder = await self.call(access.holder, token.strip())
+        if holder is None:
+            raise Forbidden(
+                "this socket takes the token of a run that is still active (SPELL_TOKEN inside "
+                "a run); this one is unknown or its run has ended"
+            )
+        run_id = int(args[0]) if self.run_in_path and args else None
+        await self.call(access.check, holder, self.run_tokens.get(method), run_id)
+        self.run_holder = holder
 
     async def call(self, function: Callable, *args, **kwargs):
         """Run a blocking call (the store, SpellFS, Docker) in a worker thread: one request

@@ -12,6 +12,7 @@ from tornado.iostream import StreamClosedError
 
 from .._version import __version__
 from ..models import RunKind, RunSpec, Status
+from ..services.run_access import Level
 from .base import SpellHandler, api
 from .resource_handlers import (
     CodeBlobHandler,
@@ -34,6 +35,8 @@ MAX_WAIT_SECONDS = 60.0
 
 
 class RootHandler(SpellHandler):
+    run_tokens = {"get": Level.ANY}
+
     @api
     def get(self):
         engine = self.settings["spell_engine"]
@@ -49,6 +52,8 @@ class RootHandler(SpellHandler):
 
 
 class RunsHandler(SpellHandler):
+    run_tokens = {"get": Level.WORKFLOW, "post": Level.WORKFLOW}
+
     @api
     async def get(self):
         archived_raw = self.get_query_argument("archived", "false")
@@ -71,18 +76,27 @@ class RunsHandler(SpellHandler):
 
 
 class RunHandler(SpellHandler):
+    run_tokens = {"get": Level.RUN}
+    run_in_path = True
+
     @api
     async def get(self, run_id: str):
         self.send(await self.call(self.service.get, int(run_id)))
 
 
 class StopHandler(SpellHandler):
+    run_tokens = {"post": Level.WORKFLOW}
+    run_in_path = True
+
     @api
     async def post(self, run_id: str):
         self.send(await self.call(self.service.stop, int(run_id)))
 
 
 class KillHandler(SpellHandler):
+    run_tokens = {"post": Level.WORKFLOW}
+    run_in_path = True
+
     @api
     async def post(self, run_id: str):
         self.send(await self.call(self.service.kill, int(run_id)))
@@ -95,6 +109,9 @@ class ArchiveHandler(SpellHandler):
 
 
 class LabelHandler(SpellHandler):
+    run_tokens = {"put": Level.WORKFLOW, "delete": Level.WORKFLOW}
+    run_in_path = True
+
     @api
     async def put(self, run_id: str, label: str):
         self.send(await self.call(self.service.add_label, int(run_id), label))
@@ -106,6 +123,9 @@ class LabelHandler(SpellHandler):
 
 class LogsHandler(SpellHandler):
     """Newline-delimited JSON log entries; with follow=true, until the run is final."""
+
+    run_tokens = {"get": Level.RUN}
+    run_in_path = True
 
     @api
     async def get(self, run_id: str):
@@ -159,6 +179,9 @@ class LogsHandler(SpellHandler):
 class WaitHandler(SpellHandler):
     """Long poll: answers with the run once its status is one asked for, or final, or at timeout."""
 
+    run_tokens = {"get": Level.RUN}
+    run_in_path = True
+
     @api
     async def get(self, run_id: str):
         rid = int(run_id)
@@ -179,6 +202,9 @@ class WaitHandler(SpellHandler):
 
 
 class StatsHandler(SpellHandler):
+    run_tokens = {"get": Level.RUN}
+    run_in_path = True
+
     @api
     async def get(self, run_id: str):
         # Docker's stats API samples for about a second: keep it off the event loop.
@@ -188,6 +214,9 @@ class StatsHandler(SpellHandler):
 class PatchHandler(SpellHandler):
     """The uncommitted changes a run's code was made with (a git patch)."""
 
+    run_tokens = {"get": Level.RUN}
+    run_in_path = True
+
     @api
     async def get(self, run_id: str):
         patch = await self.call(self.service.patch_of, int(run_id))
@@ -195,6 +224,8 @@ class PatchHandler(SpellHandler):
 
 
 class MachineTypesHandler(SpellHandler):
+    run_tokens = {"get": Level.ANY}
+
     @api
     async def get(self):
         self.finish(await self.call(self.service.machine_types_report))
@@ -243,6 +274,8 @@ def template_to_regex(template: str) -> str:
 
 class NoSuchEndpointHandler(SpellHandler):
     """Anything else under the API's prefix: a JSON 404 that says what is wrong, not a page."""
+
+    run_tokens = dict.fromkeys(("get", "post", "put", "delete", "head", "patch"), Level.ANY)
 
     @api
     def get(self, rest: str):

@@ -12,6 +12,7 @@ from tornado.iostream import StreamClosedError
 
 from ..models import BeginUpload, CommitUpload, CopyIntoUpload, LinkRequest
 from ..services.local_copies import CopyRange
+from ..services.run_access import Level
 from ..services.spellfs import MAX_CHUNK
 from .base import SpellHandler, api
 
@@ -19,6 +20,8 @@ TAR_CHUNK = 1 << 20  # bytes per streamed chunk of a download
 
 
 class ResourcesHandler(SpellHandler):
+    run_tokens = {"get": Level.WORKFLOW}
+
     @api
     async def get(self, path: str = ""):
         entries = await self.call(self.resources.ls, path)
@@ -68,6 +71,8 @@ class _QueueWriter:
 class DownloadHandler(SpellHandler):
     """A SpellFS file or folder as a streamed tar."""
 
+    run_tokens = {"get": Level.WORKFLOW}
+
     @api
     async def get(self, path: str):
         await self.call(self.resources.check_path, path)
@@ -113,6 +118,8 @@ class LocalTreeHandler(SpellHandler):
 class UploadsHandler(SpellHandler):
     """Begin (or resume) an upload: {name, files: [{path, size}], force}."""
 
+    run_tokens = {"post": Level.WORKFLOW}
+
     @api
     async def post(self):
         body = BeginUpload.model_validate(self.json_body())
@@ -122,6 +129,8 @@ class UploadsHandler(SpellHandler):
 
 class UploadChunkHandler(SpellHandler):
     """PUT ?name=&path=&offset= with the bytes (gzip when Content-Encoding says so)."""
+
+    run_tokens = {"put": Level.WORKFLOW}
 
     @api
     async def put(self):
@@ -154,6 +163,8 @@ class UploadCopyHandler(SpellHandler):
 class UploadCommitHandler(SpellHandler):
     """Make a complete upload uploads/<name>: {name, force}."""
 
+    run_tokens = {"post": Level.WORKFLOW}
+
     @api
     async def post(self):
         body = CommitUpload.model_validate(self.json_body())
@@ -162,12 +173,16 @@ class UploadCommitHandler(SpellHandler):
 
 
 class LinksHandler(SpellHandler):
+    run_tokens = {"get": Level.WORKFLOW}
+
     @api
     async def get(self):
         self.finish({"links": await self.call(self.resources.links)})
 
 
 class LinkHandler(SpellHandler):
+    run_tokens = {"get": Level.WORKFLOW}
+
     @api
     async def get(self, alias: str):
         self.finish({"alias": alias, "target": await self.call(self.resources.link_target, alias)})
@@ -187,6 +202,8 @@ class LinkHandler(SpellHandler):
 class CodeBlobsHandler(SpellHandler):
     """POST a commit archive or a patch; answers its sha256."""
 
+    run_tokens = {"post": Level.WORKFLOW}
+
     @api
     async def post(self):
         digest = await self.call(self.resources.put_code_blob, self.request.body)
@@ -196,6 +213,8 @@ class CodeBlobsHandler(SpellHandler):
 
 class CodeBlobHandler(SpellHandler):
     """HEAD: is a blob stored? GET: the blob."""
+
+    run_tokens = {"head": Level.WORKFLOW, "get": Level.WORKFLOW}
 
     @api
     async def head(self, digest: str):

@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -67,6 +68,10 @@ class RunRow(Base):
     allocation: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     output_cursor: Mapped[str] = mapped_column(String(200), default="")
     next_log_offset: Mapped[int] = mapped_column(Integer, default=0)
+    # The workflow (its master run's ID) and the hyperparameter search (its run's ID) a run
+    # belongs to; a master's workflow_id is its own ID.
+    workflow_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    search_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class RunLabelRow(Base):
@@ -97,3 +102,29 @@ class LogEntryRow(Base):
     level: Mapped[str] = mapped_column(String(16), default="info")
     stream: Mapped[str | None] = mapped_column(String(16), nullable=True)
     text: Mapped[str] = mapped_column(Text)
+
+
+class RunTokenRow(Base):
+    """A credential handed to one run (its SHA-256 only): valid while that run is active."""
+
+    __tablename__ = "run_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "run" or "workflow"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MetricRow(Base):
+    """One value of a run's metric: a number, or text (then `value` is null)."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (Index("ix_metrics_run_seq", "run_id", "seq"),)
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)  # arrival order within the run

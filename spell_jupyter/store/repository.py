@@ -6,6 +6,8 @@ processes serialise cleanly and IDs come out unique and ascending in acceptance 
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +31,15 @@ from ..models import (
     Status,
     StatusChange,
 )
-from .orm import LogEntryRow, RunLabelRow, RunRow, StatusChangeRow, UTCDateTime, utcnow
+from .orm import (
+    LogEntryRow,
+    RunLabelRow,
+    RunRow,
+    RunTokenRow,
+    StatusChangeRow,
+    UTCDateTime,
+    utcnow,
+)
 
 FINAL_VALUES = tuple(s.value for s in FINAL_STATUSES)
 ACTIVE_VALUES = tuple(s.value for s in Status if s not in FINAL_STATUSES)  # by the status index
@@ -102,6 +112,19 @@ class ActiveRun:
     user_exit_code: int | None = None
 
 
+@dataclass(frozen=True)
+class TokenHolder:
+    """The run a token was issued to, what it may do (`run` or `workflow`) and its workflow."""
+
+    run_id: int
+    scope: str
+    workflow_id: int | None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 class RunStore:
     """The service-layer view of the database."""
 
@@ -154,8 +177,16 @@ class RunStore:
 
     # -- creating and reading runs ------------------------------------------------------
 
-    def create_run(self, spec: RunSpec, waiting_message: str) -> Run:
-        """Insert a run in `machine_requested`; its ID is the next of one ascending sequence."""
+    def create_run(
+        self,
+        spec: RunSpec,
+        waiting_message: str,
+        *,
+        workflow_id: int | None = None,
+        search_id: int | None = None,
+    ) -> Run:
+        """Insert a run in `machine_requested`; its ID is the next of one ascending sequence. A
+        workflow's master (kind workflow) is its own workflow; other runs join `workflow_id`."""
         with self._writing() as session:
             now = utcnow()  # under the write lock: creation times ascend with the IDs
             row = RunRow(
@@ -170,9 +201,13 @@ class RunStore:
                 archived=False,
                 output_cursor="",
                 next_log_offset=0,
+                workflow_id=workflow_id,
+                search_id=search_id,
             )
             session.add(row)
             session.flush()
+            if spec.kind == RunKind.WORKFLOW:
+                row.workflow_id = row.id
             session.add_all(RunLabelRow(run_id=row.id, label=label) for label in spec.labels)
             self._record_status(session, row, Status.MACHINE_REQUESTED, waiting_message, now)
             run_id = row.id
@@ -198,9 +233,16 @@ class RunStore:
         archived: bool | None = False,
         limit: int = 50,
         offset: int = 0,
+        workflow_id: int | None = None,
+        search_id: int | None = None,
     ) -> RunPage:
-        """Runs newest first, filtered by status, label (any of them) and kind."""
+        """Runs newest first, filtered by status, label (any of them), kind, workflow and
+        search."""
         conditions = []
+        if workflow_id is not None:
+            conditions.append(RunRow.workflow_id == workflow_id)
+        if search_id is not None:
+            conditions.append(RunRow.search_id == search_id)
         if statuses:
             conditions.append(RunRow.status.in_([s.value for s in statuses]))
         if kinds:
@@ -451,6 +493,44 @@ class RunStore:
             raise NotFound(f"no run with ID {run_id}")
         return value
 
+    # -- run tokens ------------------------------------------------------------------------------
+
+    def issue_token(self, run_id: int, scope: str) -> str:
+        """A new credential for code inside run `run_id`; only its hash is kept."""
+        token = f"spellrun-{run_id}-{secrets.token_urlsafe(24)}"
+        with self._writing() as session:
+            session.add(
+                RunTokenRow(
+                    token_hash=token_hash(token), run_id=run_id, scope=scope, created_at=utcnow()
+                )
+            )
+        return token
+
+    def token_holder(self, token: str) -> TokenHolder | None:
+        """Whose `token` is: None when unknown, or when its run has ended (a run's tokens die
+        with it)."""
+        with self._read() as session:
+            found = session.execute(
+                select(RunTokenRow.run_id, RunTokenRow.scope, RunRow.workflow_id, RunRow.status)
+                .join(RunRow, RunRow.id == RunTokenRow.run_id)
+                .where(RunTokenRow.token_hash == token_hash(token))
+            ).first()
+        if found is None or found.status in FINAL_VALUES:
+            return None
+        return TokenHolder(found.run_id, found.scope, found.workflow_id)
+
+    def workflow_of(self, run_id: int) -> int | None:
+        """The workflow a run belongs to (None: none)."""
+        with self._read() as session:
+            found = session.execute(select(RunRow.workflow_id).where(RunRow.id == run_id)).first()
+        if found is None:
+            raise NotFound(f"no run with ID {run_id}")
+        return found.workflow_id
+
+    def revoke_tokens(self, run_id: int) -> None:
+        with self._writing() as session:
+            session.execute(delete(RunTokenRow).where(RunTokenRow.run_id == run_id))
+
     def delete_run(self, run_id: int) -> None:
         """Remove a run and everything recorded of it (its ID is never handed out again)."""
         with self._writing() as session:
@@ -534,6 +614,8 @@ def _to_run(row: RunRow, labels: list[str], history: Sequence[StatusChangeRow]) 
         requested_action=RunAction(row.requested_action) if row.requested_action else None,
         backend=row.backend,
         allocation=row.allocation,
+        workflow_id=row.workflow_id,
+        search_id=row.search_id,
     )
 
 

@@ -1,0 +1,68 @@
+"""How code inside a run reaches its server: the server's API on a Unix socket in a private
+folder (never on the network), the run's own token, and the light client on PYTHONPATH, so
+`import spell.client` and `spell.metrics.send_metric` work in any run with no set-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+SOCKET_NAME = "api.sock"
+CONTAINER_API_DIR = "/run/spell"  # where a container sees the socket's folder
+CONTAINER_LIB_DIR = "/opt/spell/lib"  # where a container sees the client's packages
+
+
+@dataclass(frozen=True)
+class RunApi:
+    """The socket's folder on this host and the token of one run."""
+
+    socket_dir: str
+    token: str
+
+
+def client_packages() -> dict[str, Path]:
+    """The folders of the packages a run imports the client from (`spell`, `spell_jupyter`):
+    the client itself is standard library only."""
+    import spell
+    import spell_jupyter
+
+    return {
+        "spell": Path(spell.__file__).parent,
+        "spell_jupyter": Path(spell_jupyter.__file__).parent,
+    }
+
+
+def socket_url(socket_dir: str | Path) -> str:
+    """The base URL the client takes for the socket in `socket_dir`."""
+    return "http+unix://" + quote(str(Path(socket_dir) / SOCKET_NAME), safe="") + "/"
+
+
+def api_environment(
+    run_id: int, api: RunApi | None, socket_dir: str, lib_dir: str, pythonpath: str = ""
+) -> dict[str, str]:
+    """The variables a run gets to use Spell from inside: its ID always; with `api`, the URL
+    of the socket as the run sees `socket_dir`, its token, and `lib_dir` after the run's own
+    PYTHONPATH (the run's packages come first)."""
+    env = {"SPELL_RUN_ID": str(run_id)}
+    if api is not None:
+        env["SPELL_BASE_URL"] = socket_url(socket_dir)
+        env["SPELL_TOKEN"] = api.token
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, lib_dir) if p)
+    return env
+
+
+def link_client_packages(folder: Path) -> Path:
+    """A folder holding links to the client's packages alone (for runs on this host, whose
+    PYTHONPATH must not bring the server's whole environment along)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in client_packages().items():
+        link = folder / name
+        if link.is_symlink() and os.readlink(link) == str(source):
+            continue
+        temporary = folder / f".{name}.new"
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(source, target_is_directory=True)
+        os.replace(temporary, link)
+    return folder
