@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -12,20 +11,11 @@ from ..status import FINAL_STATUSES, RunKind, Status
 from .connect import client
 from .group import cli
 from .render import LogPrinter, ago, format_status, run_summary, shorten, table
+from .run_options import command_text, run_arguments, run_options
 
 HIDDEN_KINDS = (RunKind.WORKSPACE, RunKind.KERNEL)  # shown by `ps` only when asked for
 VISIBLE_KINDS = tuple(k.value for k in RunKind if k not in HIDDEN_KINDS)
 FINAL = tuple(s.value for s in Status if s in FINAL_STATUSES)
-
-
-def parse_env(values: tuple[str, ...]) -> dict[str, str]:
-    env = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.ClickException(f"-e/--env expects NAME=VALUE, got {item!r}")
-        env[name] = value
-    return env
 
 
 def exit_code_of(run) -> int:
@@ -65,191 +55,34 @@ def print_logs(
     return exit_code_of(run)
 
 
-def not_supported_yet(ctx: click.Context, param: click.Parameter, value) -> None:
-    """Refuse a Spell option this version does not implement, by name, before any run exists."""
-    if value not in (None, False, ()):
-        raise click.UsageError(f"`{param.opts[-1]}` is not supported yet", ctx)
-
-
-# Options of Spell's `spell run` that are not built yet: refused by name, never ignored.
-SPELL_OPTIONS_NOT_YET = (
-    click.option("--distributed", metavar="N", expose_value=False, callback=not_supported_yet),
-    click.option("--auto-resume", is_flag=True, expose_value=False, callback=not_supported_yet),
-    click.option("--no-auto-resume", is_flag=True, expose_value=False, callback=not_supported_yet),
-    click.option("--idempotent", is_flag=True, expose_value=False, callback=not_supported_yet),
-    click.option("--tensorboard-dir", expose_value=False, callback=not_supported_yet),
-    click.option("--stop-condition", multiple=True, expose_value=False, callback=not_supported_yet),
-    click.option("-p", "--project", expose_value=False, callback=not_supported_yet),
-    click.option("--provider", expose_value=False, callback=not_supported_yet),
-    click.option("--conda-env", expose_value=False, callback=not_supported_yet),
-)
-
-
-def spell_options_not_yet(command):
-    for option in reversed(SPELL_OPTIONS_NOT_YET):
-        command = option(command)
-    return command
-
-
-def parse_params(values: tuple[str, ...]) -> dict[str, str]:
-    params = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"expects NAME=VALUE, got {item!r}", param_hint="--param")
-        params[name] = value
-    return params
-
-
 # Options end at the command: `spell run -t T4 python train.py --epochs 3` passes `--epochs 3`
 # to the command, while an unknown option before it is a usage error and creates no run.
 @cli.command(context_settings={"allow_interspersed_args": False})
 @click.option("-b", "--background", is_flag=True, help="Do not follow the logs.")
-@click.option(
-    "-e",
-    "--env",
-    "envvars",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Set an environment variable in the run (repeatable).",
-)
-@click.option("-d", "--description", default="", help="A description of the run.")
-@click.option("-l", "--label", "labels", multiple=True, help="Label the run (repeatable).")
-@click.option(
-    "-t", "--machine-type", default="CPU", show_default=True, help="Machine type to run on."
-)
-@click.option("--framework", default=None, help="Base image by name (default, pytorch, ...).")
-@click.option("--apt", "apt", multiple=True, metavar="PKG", help="A Debian package (repeatable).")
-@click.option(
-    "--pip", "pip", multiple=True, metavar="SPEC", help="A pip package, e.g. six==1.16 (repeats)."
-)
-@click.option(
-    "--pip-req", type=click.Path(dir_okay=False), help="A requirements file to pip install."
-)
-@click.option(
-    "--conda-file", type=click.Path(dir_okay=False), help="A conda environment file to install."
-)
-@click.option(
-    "--deps-from-env",
-    is_flag=True,
-    help="Also install this virtualenv's (or conda env's) top-level packages.",
-)
-@click.option(
-    "--docker-image",
-    "--from",
-    "docker_image",
-    metavar="IMAGE",
-    help="Run in this image as it is (no other environment flag).",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="MIN",
-    help="Stop the run (outputs saved) after MIN minutes.",
-)
-@click.option(
-    "-m",
-    "--mount",
-    "mounts",
-    multiple=True,
-    metavar="RESOURCE[:PATH]",
-    help="Show a SpellFS path (runs/<id>, uploads/..., a link) or s3:// URL in the run at "
-    "PATH (default: its name in the working folder; /mnt/... recommended). Repeatable.",
-)
-@click.option("-c", "--commit-ref", metavar="REF", help="Run this commit (no uncommitted changes).")
-@click.option("--github-url", metavar="URL", help="Clone this git URL as the run's code.")
-@click.option("--github-ref", metavar="REF", help="Branch, tag or commit of --github-url.")
-@click.option(
-    "-f", "--force", is_flag=True, help="Outside a git repository, run with no code without asking."
-)
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Replace :NAME: in the command with VALUE (repeatable), as Spell's params did.",
-)
+@run_options
 @click.option("-v", "--verbose", is_flag=True, help="Show each log line with its time and status.")
-@spell_options_not_yet
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def run(
-    background,
-    envvars,
-    description,
-    labels,
-    machine_type,
-    framework,
-    apt,
-    pip,
-    pip_req,
-    conda_file,
-    deps_from_env,
-    docker_image,
-    timeout,
-    mounts,
-    commit_ref,
-    github_url,
-    github_ref,
-    force,
-    params,
-    verbose,
-    command,
-):
+def run(background, verbose, command, **options):
     """Run COMMAND in a new run and follow its logs.
 
     Quote the command to keep shell syntax for the run: spell run "echo hi > out.txt"
     """
-    text = " ".join(command)
-    if not text.strip():
-        raise click.ClickException('give a command to run, as in: spell run "python train.py"')
-    env = parse_env(envvars)
+    text = command_text(command)
     spell = client()
-    folder = None
-    if not github_url:
-        from ..client.code import find_repository
+    new = spell.runs.new(command=text, **run_arguments(options))
+    sys.exit(follow_new_run(new, background, verbose))
 
-        if find_repository(os.getcwd()) is not None:
-            folder = os.getcwd()
-        elif commit_ref:
-            raise click.ClickException("--commit-ref needs a git repository: run from inside one")
-        elif not force and sys.stdin.isatty():
-            click.confirm(
-                "Could not find a git repository, so no code will be available in the run. "
-                "Continue anyway?",
-                default=True,
-                abort=True,
-            )
-        else:
-            click.echo("Not in a git repository: the run has no code.", err=True)
-    new = spell.runs.new(
-        command=text,
-        envvars=env,
-        labels=list(labels),
-        description=description,
-        machine_type=machine_type,
-        framework=framework,
-        docker_image=docker_image,
-        apt_packages=list(apt),
-        pip_packages=list(pip),
-        requirements_file=pip_req,
-        conda_file=conda_file,
-        deps_from_env=deps_from_env,
-        timeout=timeout,
-        mounts=list(mounts),
-        cwd=folder,
-        commit_ref=commit_ref,
-        github_url=github_url,
-        github_ref=github_ref,
-        params=parse_params(params) or None,
-    )
-    for warning in new.code_warnings:
+
+def follow_new_run(new, background: bool, verbose: bool) -> int:
+    """Say what was created, then follow its logs unless `background`; the exit code."""
+    for warning in getattr(new, "code_warnings", ()):
         click.echo(f"Warning: {warning}", err=True)
     click.echo(f"💫 Casting spell #{new.id}…")
     if background:
         click.echo(f"View logs with `spell logs {new.id}`")
-        return
+        return 0
     click.echo("✨ Stop viewing logs with ^C")
-    sys.exit(print_logs(new, follow=True, verbose=verbose))
+    return print_logs(new, follow=True, verbose=verbose)
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..status import FINAL_STATUSES, Status
+from ..stop_conditions import parse_stop_conditions
 from .environment import read_text_file, top_level_packages
 from .errors import InvalidArgument, UnsupportedArgument, WaitError
 from .transport import STREAM_TIMEOUT, quote_segment
@@ -20,13 +22,11 @@ if TYPE_CHECKING:
 # it (never silently ignored).
 NOT_YET_SUPPORTED = (
     "auto_resume",
-    "commit_label",
     "distributed",
     "idempotent",
     "project",
     "provider",
     "run_type",
-    "stop_conditions",
     "tensorboard_directory",
     "workflow_id",
     "workspace_id",
@@ -156,6 +156,44 @@ class Run:
         for data in self._http.ndjson(f"runs/{self.id}/logs", params, timeout=timeout):
             yield LogEntry(data)
 
+    def metrics(
+        self, metric_name: str, follow: bool = False, start: int | datetime | None = None
+    ) -> Iterator[tuple[datetime, int, float | str]]:
+        """The metric's values as (timestamp, index, value), in the order they arrived, from
+        index `start` (or, given a datetime, from that time); `follow` until the run ends."""
+        params: dict = {"follow": str(follow).lower()}
+        since = None
+        if isinstance(start, datetime):
+            since = start
+        elif start is not None:
+            params["start"] = int(start)
+        timeout = STREAM_TIMEOUT if follow else 0
+        path = f"runs/{self.id}/metrics/{quote_segment(metric_name)}"
+        for timestamp, index, value in self._http.ndjson(path, params, timeout=timeout):
+            when = _parse_time(timestamp)
+            if since is None or when >= since:
+                yield when, index, value
+
+    def metric_names(self) -> list[dict]:
+        """Each metric of the run: name, count, and its last index, timestamp and value."""
+        return self._http.json("GET", f"runs/{self.id}/metrics")["metrics"]
+
+    def wait_metric(self, metric_name: str, condition: str, value: float) -> None:
+        """Block until a value of the metric meets `condition` (RunsService.LESS_THAN, ...)
+        against `value`; WaitError if the run ends first."""
+        compare = METRIC_CONDITIONS.get(condition)
+        if compare is None:
+            raise ValueError(
+                f"unknown condition {condition!r}: use one of {', '.join(RunsService.CONDITIONS)}"
+            )
+        for _, _, sent in self.metrics(metric_name, follow=True):
+            if isinstance(sent, int | float) and compare(sent, value):
+                return
+        self.refresh()
+        raise WaitError(
+            f"run {self.id} ended {self.status} before {metric_name} {condition} {value}"
+        )
+
     def stop(self) -> None:
         self._update(self._http.json("POST", f"runs/{self.id}/stop"))
 
@@ -185,6 +223,15 @@ class Run:
         return self._client.resources.cp(path, destination_directory or ".")
 
 
+METRIC_CONDITIONS = {
+    "eq": operator.eq,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
 class RunsService:
     """`client.runs`: create, find and list runs."""
 
@@ -201,16 +248,16 @@ class RunsService:
     STOPPED = Status.STOPPED.value
     KILLED = Status.KILLED.value
     INTERRUPTED = Status.INTERRUPTED.value
-    FINAL = [s.value for s in Status if s in FINAL_STATUSES]
+    FINAL = tuple(s.value for s in Status if s in FINAL_STATUSES)
     ALL = [s.value for s in Status]
 
-    # Comparison operators of metric conditions (stop conditions, hyperparameter searches).
-    EQUAL = "="
-    LESS_THAN = "<"
-    LESS_THAN_OR_EQUAL = "<="
-    GREATER_THAN = ">"
-    GREATER_THAN_OR_EQUAL = ">="
-    CONDITIONS = [EQUAL, LESS_THAN, LESS_THAN_OR_EQUAL, GREATER_THAN, GREATER_THAN_OR_EQUAL]
+    # Conditions of `Run.wait_metric`, with Spell's names and values.
+    EQUALS = "eq"
+    GREATER_THAN = "gt"
+    GREATER_THAN_EQUALS = "gte"
+    LESS_THAN = "lt"
+    LESS_THAN_EQUALS = "lte"
+    CONDITIONS = (EQUALS, GREATER_THAN, GREATER_THAN_EQUALS, LESS_THAN, LESS_THAN_EQUALS)
 
     def __init__(self, client: SpellClient):
         self._client = client
@@ -239,6 +286,8 @@ class RunsService:
         github_url: str | None = None,
         github_ref: str | None = None,
         params: dict[str, object] | None = None,
+        stop_conditions: list[str] | None = None,
+        commit_label: str | None = None,
         **unsupported,
     ) -> Run:
         """Create a run of `command` (run by /bin/sh -c) and return it at once.
@@ -252,7 +301,9 @@ class RunsService:
         changes; the run starts in the same subfolder. `github_url` (+ `github_ref`) is cloned
         by the server instead. `attached_resources` is Spell's {resource: mount path};
         `mounts` takes `RESOURCE[:PATH]` strings. `params` ({name: value}) replaces each
-        `:NAME:` in the command, as Spell did.
+        `:NAME:` in the command, as Spell did. `stop_conditions` (['loss < 0.1:100', ...])
+        stop the run once one holds. Inside a workflow, `commit_label` starts the run with the
+        workflow's repository of that label.
         """
         for name in unsupported:
             if name in NOT_YET_SUPPORTED:
@@ -280,6 +331,16 @@ class RunsService:
         if deps_from_env:
             body["pip_from_env"] = top_level_packages()
         body["mounts"] = mount_list(attached_resources, mounts)
+        if stop_conditions:
+            try:
+                parse_stop_conditions(list(stop_conditions))
+            except ValueError as exc:
+                raise InvalidArgument(str(exc)) from None
+            body["stop_conditions"] = list(stop_conditions)
+        if commit_label is not None:
+            if cwd is not None or commit_ref or commit_hash or github_url:
+                raise InvalidArgument("commit_label names the code: leave out cwd/commit_ref")
+            body["commit_label"] = commit_label
         warnings: list[str] = []
         body["code"], body["cwd"], warnings = self._code(
             cwd, commit_ref or commit_hash, github_url, github_ref

@@ -46,9 +46,11 @@ from ..backends.run_api import RunApi
 from ..home_config import engine_info_path, write_private_json
 from ..humanize import human_size
 from ..models import OutputLine, RunAction, RunKind, RunSpec, Status
+from ..store.metrics import MetricStore
 from ..store.repository import ActiveRun, RunStore
 from .disk_reserve import DiskReserve, is_disk_full
 from .environments import Environment, Frameworks, environment_for
+from .hardware_metrics import HardwareSampler
 from .leader import LeaderLock, leader_lock_path
 from .log_pump import LogPump
 from .machine_types import Allocation, MachineTypes
@@ -124,6 +126,11 @@ class RunEngine(LoggingConfigurable):
     leader_retry_interval = Float(
         1.0, help="Seconds between attempts of a standby engine to become the leader"
     ).tag(config=True)
+    hardware_interval = Float(
+        5.0,
+        help="Seconds between samples of running container runs' CPU, memory and GPU use, "
+        "recorded as their spell/* metrics (0: none)",
+    ).tag(config=True)
 
     def __init__(
         self,
@@ -137,6 +144,7 @@ class RunEngine(LoggingConfigurable):
         pip_installer: str = "auto",
         leader_record: dict | None = None,
         run_api_dir: Path | None = None,
+        metrics: MetricStore | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -144,6 +152,11 @@ class RunEngine(LoggingConfigurable):
         # The folder of the server's socket for code inside runs (None: runs get no API).
         self.run_api_dir = run_api_dir
         self.leading_hooks: list[Callable[[], None]] = []  # called as this engine begins leading
+        self.hardware = (
+            HardwareSampler(backend, metrics, self._running_handles, self.hardware_interval)
+            if metrics is not None
+            else None
+        )
         self.store = store
         self.backend = backend
         self.home = home
@@ -232,6 +245,8 @@ class RunEngine(LoggingConfigurable):
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        if self.hardware is not None:
+            self.hardware.stop()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -264,6 +279,8 @@ class RunEngine(LoggingConfigurable):
         self.sweep_leftovers()
         self.disk_reserve.hold()
         self.backend.watch(self._on_backend_event)
+        if self.hardware is not None:
+            self.hardware.start()
         self.wake()
 
     def _lead(self) -> None:
@@ -555,6 +572,14 @@ class RunEngine(LoggingConfigurable):
             code=run.spec.code,
             mounts=tuple(MountRequest(m.resource, m.target(run.spec.cwd)) for m in run.spec.mounts),
         )
+
+    def _running_handles(self) -> dict[int, tuple[dict, list[int]]]:
+        """The running runs' handles and GPUs (for sampling)."""
+        return {
+            run.id: (run.handle, list(self.allocation_of(run).gpu_indices))
+            for run in self.store.active_runs()
+            if run.status == Status.RUNNING and run.handle
+        }
 
     def _launch(self, run: ActiveRun, request: LaunchRequest) -> dict:
         """Launch with a token of the run's own (a workflow's master may act on its workflow),

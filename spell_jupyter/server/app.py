@@ -27,9 +27,11 @@ from ..home_config import config_path, engine_info_path, read_json
 from ..paths import run_api_dir, spell_home
 from ..processes import alive
 from ..services import DEFAULT_MOUNT_URLS, RunManager, SpellFSManager
+from ..services.metrics import MetricsManager
 from ..services.run_access import RunAccess
 from ..store import RunStore, connect_database
 from ..store.database import default_db_url
+from ..store.metrics import MetricStore
 from .handlers import route_table
 from .run_socket import RunSocket
 from .serverinfo import ServerInfoFile
@@ -190,6 +192,7 @@ class SpellJupyter(ExtensionApp):
             self.server_info = ServerInfoFile(home)
             self.server_info.claim()  # exits if another `spell server` serves this home
         store = RunStore(connect_database(self.db_url))
+        metric_store = MetricStore(store)
         fs = SpellFileSystem(
             self.fs_root,
             public=self.public_source or None,
@@ -206,6 +209,7 @@ class SpellJupyter(ExtensionApp):
         self.engine = RunEngine(
             parent=self,
             run_api_dir=run_api_dir(home),
+            metrics=metric_store,
             store=store,
             backend=backend,
             home=home,
@@ -241,6 +245,7 @@ class SpellJupyter(ExtensionApp):
             spell_local_copies=self.local_copies,
             spell_is_spell_server=self.is_spell_server,
             spell_run_access=RunAccess(store),
+            spell_metrics=MetricsManager(store, metric_store, self.engine.wake),
         )
         self.run_socket = RunSocket(
             self.serverapp.web_app.settings, self.engine.run_api_dir, IOLoop.current()

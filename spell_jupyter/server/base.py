@@ -16,6 +16,7 @@ from tornado import web
 
 from ..errors import Forbidden, NotHere, SpellError
 from ..services import RunManager, SpellFSManager
+from ..services.metrics import MetricsManager
 from ..services.run_access import Level, RunAccess
 from ..store.repository import TokenHolder
 from .peer import is_same_user_here
@@ -137,6 +138,10 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
     @property
     def service(self) -> RunManager:
         return self.settings["spell_service"]
+
+    @property
+    def metrics(self) -> MetricsManager:
+        return self.settings["spell_metrics"]
 
     @property
     def resources(self) -> SpellFSManager:

@@ -4,14 +4,16 @@ JSON `{"message": ...}` with 400/403/404/409, never a 500 for bad input."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+from datetime import datetime
 
 from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .._version import __version__
-from ..models import RunKind, RunSpec, Status
+from ..models import RunKind, RunSpec, SendMetrics, Status
 from ..services.run_access import Level
 from .base import SpellHandler, api
 from .resource_handlers import (
@@ -32,6 +34,7 @@ from .resource_handlers import (
 API_PREFIX = "/spell/api/v1"
 FEED_SAFETY_SECONDS = 5.0  # a follower also looks at the store this often (never needed)
 MAX_WAIT_SECONDS = 60.0
+METRIC_POLL_SECONDS = 0.25  # a metric follower looks at the store this often (other writers)
 
 
 class RootHandler(SpellHandler):
@@ -223,6 +226,76 @@ class PatchHandler(SpellHandler):
         self.finish(patch, set_content_type="text/x-diff")  # APIHandler would say JSON
 
 
+class MetricsHandler(SpellHandler):
+    """GET: each metric's count and last value. POST {metrics: [{name, value, index?,
+    timestamp?}]}: values from the run itself (its token), or from the server's own."""
+
+    run_tokens = {"get": Level.RUN, "post": Level.OWN}
+    run_in_path = True
+
+    @api
+    async def get(self, run_id: str):
+        summary = await self.call(self.metrics.summary, int(run_id))
+        self.finish(json.dumps({"metrics": summary}, default=_json_default))
+
+    @api
+    async def post(self, run_id: str):
+        batch = SendMetrics.model_validate(self.json_body())
+        count = await self.call(self.metrics.send, int(run_id), batch)
+        self.finish({"received": count})
+
+
+class MetricHandler(SpellHandler):
+    """One metric's values as NDJSON [timestamp, index, value], in the order they arrived;
+    follow=true streams new ones until the run is final. start=INDEX skips earlier indexes."""
+
+    run_tokens = {"get": Level.RUN}
+    run_in_path = True
+
+    @api
+    async def get(self, run_id: str, name: str):
+        rid = int(run_id)
+        follow = self.bool_arg("follow")
+        start = self.int_arg("start", 0)
+        await self.call(self.service.status_of, rid)  # 404 before the stream starts
+        self.set_header("Content-Type", "application/x-ndjson")
+        self.set_header("Cache-Control", "no-cache")
+        signal = self.metrics.signals.subscribe(rid) if follow else None
+        after = -1
+        try:
+            await self.flush()
+            while True:
+                final = (await self.call(self.service.status_of, rid)).is_final
+                rows = await self.call(
+                    self.metrics.rows, rid, name, after_seq=after, start_index=start
+                )
+                if rows:
+                    self.write("".join(_metric_line(r) for r in rows))
+                    await self.flush()
+                    after = rows[-1]["seq"]
+                    continue
+                if final or signal is None:
+                    break
+                await signal.wait(METRIC_POLL_SECONDS)
+        except StreamClosedError:
+            return
+        finally:
+            if signal is not None:
+                signal.close()
+        self.finish()
+
+
+def _metric_line(row: dict) -> str:
+    value = row["text"] if row["value"] is None else row["value"]
+    return json.dumps([row["timestamp"].isoformat(), row["index"], value]) + "\n"
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
 class MachineTypesHandler(SpellHandler):
     run_tokens = {"get": Level.ANY}
 
@@ -243,6 +316,8 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/runs/{run_id}/logs", LogsHandler),
     ("/runs/{run_id}/wait", WaitHandler),
     ("/runs/{run_id}/stats", StatsHandler),
+    ("/runs/{run_id}/metrics", MetricsHandler),
+    ("/runs/{run_id}/metrics/{name}", MetricHandler),
     ("/machine-types", MachineTypesHandler),
     ("/runs/{run_id}/patch", PatchHandler),
     ("/resources", ResourcesHandler),
@@ -264,6 +339,7 @@ PARAMETER_PATTERNS = {
     "label": r"[^/]+",
     "path": r".+",
     "alias": r"[^/]+",
+    "name": r".+",
     "digest": r"[0-9a-f]{64}",
 }
 
