@@ -8,15 +8,11 @@ with its run. Handlers name, per method, the level a run's token needs (see `Lev
 
 from __future__ import annotations
 
-import threading
-import time
 from enum import Enum
 
 from ..errors import Forbidden, NotFound
 from ..store import RunStore
 from ..store.repository import TokenHolder
-
-CACHE_SECONDS = 1.0  # a token of a run that ended is refused within this long
 
 
 class Level(str, Enum):
@@ -29,22 +25,11 @@ class Level(str, Enum):
 class RunAccess:
     def __init__(self, store: RunStore):
         self.store = store
-        self._cache: dict[str, tuple[float, TokenHolder | None]] = {}
-        self._lock = threading.Lock()
 
     def holder(self, token: str) -> TokenHolder | None:
-        """The run a token was issued to, while that run is active."""
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(token)
-        if cached is not None and now - cached[0] < CACHE_SECONDS:
-            return cached[1]
-        holder = self.store.token_holder(token) if token.startswith("spellrun-") else None
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[token] = (now, holder)
-        return holder
+        """The run a token was issued to, while that run is active (asked of the store at
+        every request: a token is refused from the moment its run ends)."""
+        return self.store.token_holder(token) if token.startswith("spellrun-") else None
 
     def check(self, holder: TokenHolder, level: Level | None, run_id: int | None) -> None:
         """Refuse (403) what `holder` may not do; a run it may not see is not found (404)."""
