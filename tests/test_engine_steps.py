@@ -420,3 +420,22 @@ def test_backends_are_found_by_their_entry_point_name_or_class():
         backend_named("k8s")
     with pytest.raises(ValueError, match="is not a Backend class"):
         backend_named("spell_jupyter.models.RunSpec")
+
+
+def test_a_queued_run_starts_as_soon_as_a_slot_frees(harness):
+    """Driven as the engine's loop drives itself (a pass, then asleep until woken or due):
+    the end of a run wakes the runs waiting for its slot, with no reconcile to wait for."""
+    h = harness(concurrency_limit=1, reconcile_interval=3600)
+    runs = [h.submit() for _ in range(3)]
+    end = time.monotonic() + 10
+    exited: set[int] = set()
+    while True:
+        deadline = h.engine.tick()
+        for run in runs:
+            if run not in exited and h.status(run) == S.RUNNING:
+                h.backend.exit(run, 0)
+                exited.add(run)
+        if all(h.status(run) == S.COMPLETE for run in runs):
+            break
+        assert time.monotonic() < end, f"the engine slept; statuses {h.statuses()}"
+        h.engine.wait_for_work(min(deadline, end) - time.monotonic())

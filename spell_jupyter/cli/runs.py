@@ -115,7 +115,7 @@ def ps(number, labels, statuses, show_all, verbose, as_json):
         else:
             click.echo("No runs yet: start one with spell run")
         return
-    headers = ["ID", "COMMAND", "STATUS", "CREATED", "LABELS"]
+    headers = ["ID", "COMMAND", "STATUS", "CREATED", "LABELS", "WORKFLOW"]
     rows = [
         [
             str(r.id),
@@ -123,6 +123,7 @@ def ps(number, labels, statuses, show_all, verbose, as_json):
             format_status(r),
             ago(r.created_at),
             ", ".join(r.labels),
+            group_of(r),
         ]
         for r in reversed(runs)
     ]
@@ -132,6 +133,18 @@ def ps(number, labels, statuses, show_all, verbose, as_json):
             commit = f"{r.repository}@{r.commit_hash[:10]}" if r.commit_hash else "-"
             row += [r.machine_type, commit + ("+patch" if r.has_patch else "")]
     click.echo(table(headers, rows))
+
+
+def group_of(run) -> str:
+    """What `ps` says a run belongs to: its workflow (`master` for the master itself) or
+    its search."""
+    if run.kind == RunKind.WORKFLOW.value:
+        return "master"
+    if run.workflow_id:
+        return str(run.workflow_id)
+    if run.search_id:
+        return f"search {run.search_id}"
+    return "-"
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from .errors import (
 from .resources import ResourcesService
 from .runs import LogEntry, Run, RunsService
 from .transport import Transport
+from .workflows import Workflow, WorkflowsService
 
 __all__ = [
     "APIError",
@@ -35,6 +36,8 @@ __all__ = [
     "SpellClientError",
     "UnsupportedArgument",
     "WaitError",
+    "Workflow",
+    "WorkflowsService",
     "from_environment",
 ]
 
@@ -47,6 +50,15 @@ class SpellClient:
         self.transport = Transport(base_url, token)
         self.runs = RunsService(self)
         self.resources = ResourcesService(self)
+        self.workflows = WorkflowsService(self)
+        self._active_workflow: list[Workflow | None] = []
+
+    @property
+    def active_workflow(self) -> Workflow | None:
+        """The workflow this script is the master of (inside `spell workflow`); else None."""
+        if not self._active_workflow:
+            self._active_workflow.append(self.workflows.active())
+        return self._active_workflow[0]
 
     def __repr__(self) -> str:
         return f"<SpellClient {self.base_url}>"

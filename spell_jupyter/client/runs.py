@@ -102,6 +102,8 @@ class Run:
         self.description: str = data.get("description", "")
         self.machine_type: str = data.get("machine_type", "")
         self.archived: bool = data.get("archived", False)
+        self.workflow_id: int | None = data.get("workflow_id")
+        self.search_id: int | None = data.get("search_id")
         code = data["spec"].get("code") or {}
         self.commit_hash: str | None = code.get("commit")
         self.repository: str | None = code.get("repository")
@@ -262,7 +264,25 @@ class RunsService:
     def __init__(self, client: SpellClient):
         self._client = client
 
-    def new(
+    def new(self, command: str, **kwargs) -> Run:
+        """Create a run of `command` (run by /bin/sh -c) and return it at once.
+
+        The environment is `framework`'s image plus `apt_packages`, `pip_packages`, a
+        `requirements_file`, a `conda_file` and (with `deps_from_env`) this Python
+        environment's top-level packages; or `docker_image` alone. `timeout` is in minutes.
+
+        Code: with `cwd` (a local folder) or `commit_ref`/`commit_hash`, the git repository the
+        folder is in is sent: the commit (HEAD by default) plus, for HEAD, the uncommitted
+        changes; the run starts in the same subfolder. `github_url` (+ `github_ref`) is cloned
+        by the server instead. `attached_resources` is Spell's {resource: mount path};
+        `mounts` takes `RESOURCE[:PATH]` strings. `params` ({name: value}) replaces each
+        `:NAME:` in the command, as Spell did. `stop_conditions` (['loss < 0.1:100', ...])
+        stop the run once one holds. Inside a workflow, `commit_label` starts the run with the
+        workflow's repository of that label.
+        """
+        return self._create(*self.body(command, **kwargs))
+
+    def body(
         self,
         command: str,
         *,
@@ -289,22 +309,8 @@ class RunsService:
         stop_conditions: list[str] | None = None,
         commit_label: str | None = None,
         **unsupported,
-    ) -> Run:
-        """Create a run of `command` (run by /bin/sh -c) and return it at once.
-
-        The environment is `framework`'s image plus `apt_packages`, `pip_packages`, a
-        `requirements_file`, a `conda_file` and (with `deps_from_env`) this Python
-        environment's top-level packages; or `docker_image` alone. `timeout` is in minutes.
-
-        Code: with `cwd` (a local folder) or `commit_ref`/`commit_hash`, the git repository the
-        folder is in is sent: the commit (HEAD by default) plus, for HEAD, the uncommitted
-        changes; the run starts in the same subfolder. `github_url` (+ `github_ref`) is cloned
-        by the server instead. `attached_resources` is Spell's {resource: mount path};
-        `mounts` takes `RESOURCE[:PATH]` strings. `params` ({name: value}) replaces each
-        `:NAME:` in the command, as Spell did. `stop_conditions` (['loss < 0.1:100', ...])
-        stop the run once one holds. Inside a workflow, `commit_label` starts the run with the
-        workflow's repository of that label.
-        """
+    ) -> tuple[dict, list[str]]:
+        """The REST body of a new run from `new`'s keywords, and warnings about its code."""
         for name in unsupported:
             if name in NOT_YET_SUPPORTED:
                 raise UnsupportedArgument(
@@ -342,14 +348,17 @@ class RunsService:
                 raise InvalidArgument("commit_label names the code: leave out cwd/commit_ref")
             body["commit_label"] = commit_label
         warnings: list[str] = []
-        body["code"], body["cwd"], warnings = self._code(
+        body["code"], body["cwd"], warnings = self.code(
             cwd, commit_ref or commit_hash, github_url, github_ref
         )
+        return body, warnings
+
+    def _create(self, body: dict, warnings: list[str]) -> Run:
         run = Run(self._client, self._client.transport.json("POST", "runs", json=body))
         run.code_warnings = warnings
         return run
 
-    def _code(
+    def code(
         self, folder: str | None, commit_ref: str | None, url: str | None, ref: str | None
     ) -> tuple[dict | None, str, list[str]]:
         """(the spec's code, the run's starting folder, warnings for the user)."""

@@ -638,6 +638,7 @@ class RunEngine(LoggingConfigurable):
         self.store.set_status(run.id, final, message, user_exit_code=exit_code)
         self.store.revoke_tokens(run.id)  # dead already (the run is final): now gone too
         self._forget(run.id)
+        self.wake()  # its slot and machine are free: queued runs may start now
 
     def _cleanup(self, run_id: int, handle: dict | None) -> None:
         """Forget a final run; the backend cleans up in the save pool (a container's removal

@@ -13,7 +13,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .._version import __version__
-from ..models import RunKind, RunSpec, SendMetrics, Status
+from ..models import RunAction, RunKind, RunPage, RunSpec, SendMetrics, Status
 from ..services.run_access import Level
 from .base import SpellHandler, api
 from .resource_handlers import (
@@ -61,6 +61,9 @@ class RunsHandler(SpellHandler):
     async def get(self):
         archived_raw = self.get_query_argument("archived", "false")
         archived = None if archived_raw == "any" else self.bool_arg("archived", False)
+        workflow = self.int_arg("workflow", 0, 0) or None
+        if self.run_holder is not None:  # a workflow's master sees its workflow alone
+            workflow = self.run_holder.workflow_id
         page = await self.call(
             self.service.list,
             statuses=self.enum_args("status", Status),
@@ -69,13 +72,16 @@ class RunsHandler(SpellHandler):
             archived=archived,
             limit=self.int_arg("limit", 50, 1, 1000),
             offset=self.int_arg("offset", 0),
+            workflow_id=workflow,
+            search_id=self.int_arg("search", 0, 0) or None,
         )
         self.send(page)
 
     @api(action="execute")  # a run executes its command
     async def post(self):
         spec = RunSpec.model_validate(self.json_body())
-        self.send(await self.call(self.service.submit, spec), status=201)
+        workflow = self.run_holder.workflow_id if self.run_holder is not None else None
+        self.send(await self.call(self.service.submit, spec, workflow), status=201)
 
 
 class RunHandler(SpellHandler):
@@ -226,6 +232,25 @@ class PatchHandler(SpellHandler):
         self.finish(patch, set_content_type="text/x-diff")  # APIHandler would say JSON
 
 
+class GroupActionHandler(SpellHandler):
+    """POST /workflows/<id>/stop|kill (its master and active workers) and the same for
+    /searches/<id> (the search and its active runs): the runs asked, as a page."""
+
+    workflow = True
+
+    @api
+    async def post(self, run_id: str, action: str):
+        asked = await self.call(
+            self.service.stop_group, int(run_id), RunAction(action), workflow=self.workflow
+        )
+        self.send(RunPage(runs=asked, total=len(asked), offset=0, limit=len(asked)))
+
+
+class WorkflowActionHandler(GroupActionHandler):
+    run_tokens = {"post": Level.WORKFLOW}
+    run_in_path = True
+
+
 class MetricsHandler(SpellHandler):
     """GET: each metric's count and last value. POST {metrics: [{name, value, index?,
     timestamp?}]}: values from the run itself (its token), or from the server's own."""
@@ -316,6 +341,7 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/runs/{run_id}/logs", LogsHandler),
     ("/runs/{run_id}/wait", WaitHandler),
     ("/runs/{run_id}/stats", StatsHandler),
+    ("/workflows/{run_id}/{action}", WorkflowActionHandler),
     ("/runs/{run_id}/metrics", MetricsHandler),
     ("/runs/{run_id}/metrics/{name}", MetricHandler),
     ("/machine-types", MachineTypesHandler),
@@ -340,6 +366,7 @@ PARAMETER_PATTERNS = {
     "path": r".+",
     "alias": r"[^/]+",
     "name": r".+",
+    "action": r"stop|kill",
     "digest": r"[0-9a-f]{64}",
 }
 

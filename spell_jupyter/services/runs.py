@@ -49,22 +49,59 @@ class RunManager:
         self.engine = engine
         self.feed = LogFeed(store, lambda: engine.is_leader)
 
-    def submit(self, spec: RunSpec) -> Run:
+    def submit(self, spec: RunSpec, workflow_id: int | None = None) -> Run:
+        """Create a run; `workflow_id` (a workflow master's request) makes it a worker of that
+        workflow, where `commit_label` picks one of the workflow's repositories as its code."""
         machine_type = self.machine_types.canonical(spec.machine_type)
         spec = spec.model_copy(update={"machine_type": machine_type})
+        spec = self._with_workflow_code(spec, workflow_id)
+        if spec.repos and spec.kind != RunKind.WORKFLOW:
+            raise InvalidInput("repos belong to a workflow's master run (kind workflow)")
+        if spec.kind == RunKind.WORKFLOW and workflow_id is not None:
+            raise InvalidInput("a workflow's runs cannot start workflows of their own")
         if not spec.docker_image:
             self.frameworks.get(spec.framework)  # unknown ones are refused with the known list
         self._check_code_and_mounts(spec)
         self.engine.check_submission(spec)
-        run = self.store.create_run(spec, f"Run created -- waiting for a {machine_type} machine.")
+        run = self.store.create_run(
+            spec,
+            f"Run created -- waiting for a {machine_type} machine.",
+            workflow_id=workflow_id,
+        )
         self.engine.wake()
         return run
+
+    def _with_workflow_code(self, spec: RunSpec, workflow_id: int | None) -> RunSpec:
+        if spec.commit_label is None:
+            return spec
+        if workflow_id is None:
+            raise InvalidInput(
+                "commit_label names a repository of a workflow: it works for runs a workflow's "
+                "master creates (`spell workflow --repo LABEL=PATH ...`)"
+            )
+        if spec.code is not None:
+            raise InvalidInput("give commit_label or code, not both")
+        repos = self.store.get_run(workflow_id).spec.repos
+        if spec.commit_label not in repos:
+            known = ", ".join(sorted(repos)) or "none"
+            raise InvalidInput(
+                f"workflow {workflow_id} has no repository labelled {spec.commit_label!r} "
+                f"(it has: {known})"
+            )
+        code = repos[spec.commit_label]
+        cwd = spec.cwd or code.repository
+        if not (cwd + "/").startswith(code.repository + "/"):
+            cwd = f"{code.repository}/{cwd}"
+        return RunSpec.model_validate(
+            {**spec.model_dump(mode="json"), "code": code.model_dump(mode="json"), "cwd": cwd}
+        )
 
     def _check_code_and_mounts(self, spec: RunSpec) -> None:
         """Refuse, before a run exists, code blobs never sent and what the backend cannot
         mount (missing resources are found while mounting: they may appear before then)."""
-        code = spec.code
-        if code is not None:
+        for code in [spec.code, *spec.repos.values()]:
+            if code is None:
+                continue
             for digest in (code.archive, code.patch):
                 if digest and not self.resources.has_code_blob(digest):
                     raise InvalidInput(f"code blob {digest} was never sent (POST /code first)")
@@ -103,6 +140,8 @@ class RunManager:
         archived: bool | None = False,
         limit: int = 50,
         offset: int = 0,
+        workflow_id: int | None = None,
+        search_id: int | None = None,
     ) -> RunPage:
         return self.store.list_runs(
             statuses=statuses or (),
@@ -111,7 +150,32 @@ class RunManager:
             archived=archived,
             limit=limit,
             offset=offset,
+            workflow_id=workflow_id,
+            search_id=search_id,
         )
+
+    def stop_group(self, run_id: int, action: RunAction, *, workflow: bool) -> list[Run]:
+        """Stop or kill a workflow (its master and active workers) or a search (its active
+        runs and the search itself); returns the runs asked."""
+        head = self.store.get_run(run_id)
+        kind = RunKind.WORKFLOW if workflow else RunKind.HYPER
+        if head.kind != kind:
+            raise NotFound(f"run {run_id} is not a {'workflow' if workflow else 'search'}")
+        members = self.store.list_runs(
+            workflow_id=run_id if workflow else None,
+            search_id=None if workflow else run_id,
+            archived=None,
+            limit=100_000,
+        ).runs
+        asked = []
+        for run in [head, *[m for m in members if m.id != run_id]]:
+            if not run.status.is_final:
+                try:
+                    asked.append(self.store.request_action(run.id, action))
+                except Conflict:
+                    continue  # it ended meanwhile
+        self.engine.wake()
+        return asked
 
     def stop(self, run_id: int) -> Run:
         return self._request(run_id, RunAction.STOP)
