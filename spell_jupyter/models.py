@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .fs.paths import BUCKET_URL, BadPath, check_name_lengths, normalize, split_mount
+from .search_spec import SearchSpec, check_placeholders
 from .status import FINAL_STATUSES, RunAction, RunKind, Status
 from .stop_conditions import parse_stop_conditions
 
@@ -298,6 +299,9 @@ class RunSpec(BaseModel):
     hyper_params: dict[str, StrictInt | float | StrictStr] = Field(
         default_factory=dict, description="The values of a search's parameters for this run"
     )
+    search: SearchSpec | None = Field(
+        default=None, description="What a search runs (kind hyper): its runs fill :NAME:"
+    )
 
     @field_validator("command")
     @classmethod
@@ -423,6 +427,14 @@ class RunSpec(BaseModel):
             raise ValueError(
                 f"cwd {self.cwd!r} must be inside the code's folder {self.code.repository!r}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _search_is_a_hyper_runs(self) -> RunSpec:
+        if (self.search is not None) != (self.kind == RunKind.HYPER):
+            raise ValueError("a search (kind hyper) and its search spec go together")
+        if self.search is not None:
+            check_placeholders(self.command, self.search.params)
         return self
 
     @model_validator(mode="after")

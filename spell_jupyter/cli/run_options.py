@@ -124,13 +124,6 @@ RUN_OPTIONS = (
         help="Outside git, run with no code without asking.",
     ),
     click.option(
-        "--param",
-        "params",
-        multiple=True,
-        metavar="NAME=VALUE",
-        help="Replace :NAME: in the command with VALUE (repeatable), as Spell's params did.",
-    ),
-    click.option(
         "--stop-condition",
         "stop_conditions",
         multiple=True,
@@ -143,11 +136,26 @@ RUN_OPTIONS = (
 )
 
 
-def run_options(command):
-    """Decorate a click command with every flag of `spell run` (not -b, -v or the command)."""
-    for option in reversed(RUN_OPTIONS):
-        command = option(command)
-    return command
+# `spell run --param`; searches take --param for their own parameters instead.
+PARAMS_OPTION = click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Replace :NAME: in the command with VALUE (repeatable), as Spell's params did.",
+)
+
+
+def run_options(command=None, *, params: bool = True):
+    """Decorate a click command with every flag of `spell run` (not -b, -v or the command);
+    `params=False` leaves out --param (a search's parameters take its name)."""
+
+    def decorate(command):
+        for option in reversed([*RUN_OPTIONS, *([PARAMS_OPTION] if params else [])]):
+            command = option(command)
+        return command
+
+    return decorate(command) if command is not None else decorate
 
 
 def command_text(command: tuple[str, ...] | str) -> str:
@@ -181,8 +189,8 @@ def code_folder(github_url: str | None, commit_ref: str | None, force: bool) -> 
 
 
 def run_arguments(options: dict) -> dict:
-    """`runs.new` keywords from the flags of RUN_OPTIONS."""
-    return {
+    """`runs.new` keywords from the flags of RUN_OPTIONS (and --param where it was given)."""
+    arguments = {
         "envvars": parse_env(options["envvars"]),
         "labels": list(options["labels"]),
         "description": options["description"],
@@ -200,6 +208,8 @@ def run_arguments(options: dict) -> dict:
         "commit_ref": options["commit_ref"],
         "github_url": options["github_url"],
         "github_ref": options["github_ref"],
-        "params": parse_params(options["params"]) or None,
         "stop_conditions": list(options["stop_conditions"]) or None,
     }
+    if "params" in options:
+        arguments["params"] = parse_params(options["params"]) or None
+    return arguments

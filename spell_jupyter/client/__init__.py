@@ -20,6 +20,7 @@ from .errors import (
     UnsupportedArgument,
     WaitError,
 )
+from .hyper import HyperSearch, HyperService, RangeSpec, ValueSpec
 from .resources import ResourcesService
 from .runs import LogEntry, Run, RunsService
 from .transport import Transport
@@ -27,7 +28,10 @@ from .workflows import Workflow, WorkflowsService
 
 __all__ = [
     "APIError",
+    "HyperSearch",
+    "HyperService",
     "LogEntry",
+    "RangeSpec",
     "Run",
     "RunsService",
     "ServerAlreadyRunning",
@@ -35,6 +39,7 @@ __all__ = [
     "SpellClient",
     "SpellClientError",
     "UnsupportedArgument",
+    "ValueSpec",
     "WaitError",
     "Workflow",
     "WorkflowsService",
@@ -51,6 +56,7 @@ class SpellClient:
         self.runs = RunsService(self)
         self.resources = ResourcesService(self)
         self.workflows = WorkflowsService(self)
+        self.hyper = HyperService(self)
         self._active_workflow: list[Workflow | None] = []
 
     @property

@@ -54,6 +54,7 @@ from .hardware_metrics import HardwareSampler
 from .leader import LeaderLock, leader_lock_path
 from .log_pump import LogPump
 from .machine_types import Allocation, MachineTypes
+from .searches import SearchDriver, is_search
 
 MAX_CONSECUTIVE_ERRORS = 5
 IMAGE_RECHECK_SECONDS = 60.0
@@ -152,6 +153,7 @@ class RunEngine(LoggingConfigurable):
         # The folder of the server's socket for code inside runs (None: runs get no API).
         self.run_api_dir = run_api_dir
         self.leading_hooks: list[Callable[[], None]] = []  # called as this engine begins leading
+        self.searches = SearchDriver(store, metrics)
         self.hardware = (
             HardwareSampler(backend, metrics, self._running_handles, self.hardware_interval)
             if metrics is not None
@@ -233,7 +235,7 @@ class RunEngine(LoggingConfigurable):
         return [
             self.allocation_of(r)
             for r in self.store.active_runs()
-            if r.status != Status.MACHINE_REQUESTED
+            if r.status != Status.MACHINE_REQUESTED and not is_search(r)
         ]
 
     # -- control ---------------------------------------------------------------------------------
@@ -333,7 +335,7 @@ class RunEngine(LoggingConfigurable):
         if everything:
             self._next_reconcile = now + self.reconcile_interval
         runs = self.store.active_runs()
-        placed = [r for r in runs if r.status != Status.MACHINE_REQUESTED]
+        placed = [r for r in runs if r.status != Status.MACHINE_REQUESTED and not is_search(r)]
         this = Pass(
             held=[self.allocation_of(r) for r in placed],
             occupied=len(placed),
@@ -355,6 +357,10 @@ class RunEngine(LoggingConfigurable):
         pass when nothing needs waiting for)."""
         if run.id in self._ending:
             self._finish_ending(run)
+            return
+        if is_search(run):  # it holds no machine: its step creates and watches its runs
+            if self.searches.step(run):
+                self.wake()  # the runs it made are not in this pass
             return
         while True:
             outcome = self.steps[run.status](run, this)

@@ -251,6 +251,12 @@ class WorkflowActionHandler(GroupActionHandler):
     run_in_path = True
 
 
+class SearchActionHandler(GroupActionHandler):
+    run_tokens = {"post": Level.WORKFLOW}
+    run_in_path = True
+    workflow = False
+
+
 class MetricsHandler(SpellHandler):
     """GET: each metric's count and last value. POST {metrics: [{name, value, index?,
     timestamp?}]}: values from the run itself (its token), or from the server's own."""
@@ -342,6 +348,7 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/runs/{run_id}/wait", WaitHandler),
     ("/runs/{run_id}/stats", StatsHandler),
     ("/workflows/{run_id}/{action}", WorkflowActionHandler),
+    ("/searches/{run_id}/{action}", SearchActionHandler),
     ("/runs/{run_id}/metrics", MetricsHandler),
     ("/runs/{run_id}/metrics/{name}", MetricHandler),
     ("/machine-types", MachineTypesHandler),

@@ -1,0 +1,1 @@
+"""`spell.api`: Spell's model and exception modules, for scripts that import them."""
