@@ -299,6 +299,7 @@ class RunSpec(BaseModel):
     hyper_params: dict[str, StrictInt | float | StrictStr] = Field(
         default_factory=dict, description="The values of a search's parameters for this run"
     )
+    project: str | None = Field(default=None, description="Spell's project the run is filed in")
     search: SearchSpec | None = Field(
         default=None, description="What a search runs (kind hyper): its runs fill :NAME:"
     )
@@ -356,6 +357,16 @@ class RunSpec(BaseModel):
     def _repos(cls, value: dict[str, CodeSpec]) -> dict[str, CodeSpec]:
         for label in value:
             check_repo_label(label)
+        return value
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str | None) -> str | None:
+        if value is not None and not LABEL.fullmatch(value):
+            raise ValueError(
+                f"invalid project name {value!r}: letters, digits, spaces and _.:@+- "
+                "(at most 64, starting with a letter or digit)"
+            )
         return value
 
     @field_validator("commit_label")

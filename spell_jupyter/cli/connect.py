@@ -21,4 +21,4 @@ def client():
                 f"{info.url} (stop it with `spell server stop`)",
                 err=True,
             )
-    return SpellClient(info.url, info.token)
+    return SpellClient(token=info.token, base_url=info.url)

@@ -58,7 +58,7 @@ def cp(force, interactive, path, destination):
         if interactive
         else None
     )
-    written = client().resources.cp(path, destination, force=force, overwrite=ask)
+    written = client().resources.cp(path, destination, force=force, overwrite=ask, quiet=True)
     click.echo(f"✔ Copied {len(written)} file{'s' if len(written) != 1 else ''}")
 
 

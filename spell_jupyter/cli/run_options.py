@@ -24,7 +24,6 @@ SPELL_OPTIONS_NOT_YET = (
     click.option("--no-auto-resume", is_flag=True, expose_value=False, callback=not_supported_yet),
     click.option("--idempotent", is_flag=True, expose_value=False, callback=not_supported_yet),
     click.option("--tensorboard-dir", expose_value=False, callback=not_supported_yet),
-    click.option("-p", "--project", expose_value=False, callback=not_supported_yet),
     click.option("--provider", expose_value=False, callback=not_supported_yet),
     click.option("--conda-env", expose_value=False, callback=not_supported_yet),
 )
@@ -132,6 +131,7 @@ RUN_OPTIONS = (
         help="Stop the run (outputs saved) once the metric meets this, e.g. 'loss < 0.1:100'; "
         "&& joins clauses that must all hold; repeatable (any one stops it), at most 5.",
     ),
+    click.option("-p", "--project", default=None, help="File the run in this project."),
     *SPELL_OPTIONS_NOT_YET,
 )
 
@@ -209,6 +209,7 @@ def run_arguments(options: dict) -> dict:
         "github_url": options["github_url"],
         "github_ref": options["github_ref"],
         "stop_conditions": list(options["stop_conditions"]) or None,
+        "project": options["project"],
     }
     if "params" in options:
         arguments["params"] = parse_params(options["params"]) or None

@@ -96,7 +96,8 @@ def follow_new_run(new, background: bool, verbose: bool) -> int:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also show each run's commit and machine.")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON array.")
-def ps(number, labels, statuses, show_all, verbose, as_json):
+@click.option("-p", "--project", default=None, help="Only runs of this project.")
+def ps(number, labels, statuses, show_all, verbose, as_json, project):
     """List the newest runs (with -l, those carrying any of the labels)."""
     spell = client()
     runs = spell.runs.list(
@@ -105,12 +106,13 @@ def ps(number, labels, statuses, show_all, verbose, as_json):
         statuses=list(statuses),
         kinds=[] if show_all else list(VISIBLE_KINDS),
         archived=None if show_all else False,
+        project=project,
     )
     if as_json:
         click.echo(json.dumps([r.raw for r in reversed(runs)], indent=2, ensure_ascii=False))
         return
     if not runs:
-        if labels or statuses:
+        if labels or statuses or project:
             click.echo("No runs match these filters")
         else:
             click.echo("No runs yet: start one with spell run")

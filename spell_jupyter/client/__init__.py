@@ -50,14 +50,22 @@ __all__ = [
 class SpellClient:
     """A connection to one Spell server: `.runs` and `.resources`."""
 
-    def __init__(self, base_url: str, token: str = ""):
+    def __init__(self, token: str = "", owner: str | None = None, base_url: str | None = None):
+        """Spell's signature: `SpellClient(token=..., base_url=...)`; without base_url, the
+        server is found as `from_environment()` finds it. `owner` (Spell's organisation) is
+        kept for scripts that pass it: one server has one owner."""
+        if base_url is None:
+            found = from_environment()
+            base_url, token = found.base_url, token or found.transport.token
         self.base_url = base_url
+        self.owner = owner
         self.transport = Transport(base_url, token)
         self.runs = RunsService(self)
         self.resources = ResourcesService(self)
         self.workflows = WorkflowsService(self)
         self.hyper = HyperService(self)
         self._active_workflow: list[Workflow | None] = []
+        self._gpus: dict[str, str | None] | None = None
 
     @property
     def active_workflow(self) -> Workflow | None:
@@ -73,6 +81,12 @@ class SpellClient:
         """The host's capacity and each machine type with how many more runs of it fit now."""
         return self.transport.json("GET", "machine-types")
 
+    def machine_type_gpus(self) -> dict[str, str | None]:
+        """Each machine type's GPU model (None without GPUs), asked once."""
+        if self._gpus is None:
+            self._gpus = {t["name"]: t["gpu"] for t in self.machine_types()["machine_types"]}
+        return self._gpus
+
 
 def from_environment(spell_home_dir: str | Path | None = None) -> SpellClient:
     """A client for `$SPELL_BASE_URL`/`$SPELL_TOKEN`, else the server of SPELL_HOME: its
@@ -86,4 +100,4 @@ def from_environment(spell_home_dir: str | Path | None = None) -> SpellClient:
                 f"no Spell server is running for {home}: start one with `spell server`, or "
                 "start JupyterLab"
             )
-    return SpellClient(info.url, info.token)
+    return SpellClient(token=info.token, base_url=info.url)

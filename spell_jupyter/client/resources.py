@@ -11,6 +11,7 @@ import tarfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -39,6 +40,32 @@ class UploadResult:
     copied_bytes: int = 0  # of sent_bytes, those the server copied on this host's disk
 
 
+class LsLine(dict):
+    """A listing entry: a dict (path, name, type, size, modified, target) with Spell's
+    attributes `path`, `size`, `date`, `additional_info` and `link_target`."""
+
+    @property
+    def path(self) -> str:
+        return self["path"]
+
+    @property
+    def size(self) -> int | None:
+        return None if self["type"] == "directory" else self["size"]
+
+    @property
+    def date(self) -> datetime | None:
+        modified = self.get("modified")
+        return datetime.fromisoformat(modified) if modified else None
+
+    @property
+    def additional_info(self) -> str:
+        return {"directory": "folder", "link": "link"}.get(self["type"], "")
+
+    @property
+    def link_target(self) -> str | None:
+        return self.get("target")
+
+
 class ResourcesService:
     def __init__(self, client: SpellClient):
         self._client = client
@@ -47,12 +74,12 @@ class ResourcesService:
     def _http(self):
         return self._client.transport
 
-    def ls(self, path: str = "") -> list[dict]:
+    def ls(self, path: str = "") -> list[LsLine]:
         """Entries of a SpellFS folder (or the one entry of a file): path, name, type, size,
-        modified, and a link's target."""
+        modified, and a link's target; each also has Spell's LsLine attributes."""
         clean = _checked(path)
         target = f"resources/{quote_path(clean)}" if clean else "resources"
-        return self._http.json("GET", target)["entries"]
+        return [LsLine(entry) for entry in self._http.json("GET", target)["entries"]]
 
     def cp(
         self,
@@ -60,10 +87,24 @@ class ResourcesService:
         destination_directory: str = ".",
         force: bool = False,
         overwrite: Callable[[Path], bool] | None = None,
+        quiet: bool = False,
     ) -> list[str]:
         """Copy a SpellFS file or folder into a local folder, streamed as one tar; returns the
         files written. A local file that exists is kept unless `force`, or `overwrite(path)`
-        says yes (it is asked for each), else FileExistsError."""
+        says yes (it is asked for each), else FileExistsError. Unless `quiet` (Spell's flag),
+        it prints what it copied in one line."""
+        written = self._copy(path, destination_directory, force, overwrite)
+        if not quiet:
+            print(f"Copied {len(written)} file(s) from {path} to {destination_directory}")
+        return written
+
+    def _copy(
+        self,
+        path: str,
+        destination_directory: str,
+        force: bool,
+        overwrite: Callable[[Path], bool] | None,
+    ) -> list[str]:
         clean = _checked(path)
         if not clean:
             raise ValueError("give a SpellFS path to copy, such as runs/1")

@@ -24,7 +24,6 @@ NOT_YET_SUPPORTED = (
     "auto_resume",
     "distributed",
     "idempotent",
-    "project",
     "provider",
     "run_type",
     "tensorboard_directory",
@@ -35,7 +34,8 @@ PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def substitute_params(command: str, params: dict[str, object] | None) -> str:
-    """Spell's params: each `:NAME:` in the command (NAME upper-cased) becomes its value."""
+    """Spell's params: each `:name:` in the command (or `:NAME:`, upper-cased) becomes its
+    value."""
     if not params:
         return command
     if not isinstance(params, dict):
@@ -48,10 +48,11 @@ def substitute_params(command: str, params: dict[str, object] | None) -> str:
             )
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise InvalidArgument(f"param {name} must be a string or a number, not {value!r}")
-        placeholder = f":{name.upper()}:"
-        if placeholder not in command:
-            raise InvalidArgument(f"param {name}: the command has no {placeholder} to replace")
-        command = command.replace(placeholder, str(value))
+        found = [p for p in dict.fromkeys((f":{name}:", f":{name.upper()}:")) if p in command]
+        if not found:
+            raise InvalidArgument(f"param {name}: the command has no :{name}: to replace")
+        for placeholder in found:
+            command = command.replace(placeholder, str(value))
     return command
 
 
@@ -71,6 +72,7 @@ class LogEntry:
         self.level: str = data["level"]
         self.stream: str | None = data.get("stream")
         self.text: str = data["text"]
+        self.log: str = self.text  # Spell's name
 
     def __str__(self) -> str:
         return self.text
@@ -100,20 +102,45 @@ class Run:
         self.labels: list[str] = data.get("labels", [])
         self.environment_vars: dict[str, str] = data["spec"].get("envvars", {})
         self.description: str = data.get("description", "")
+        self.project: str | None = data["spec"].get("project")
         self.machine_type: str = data.get("machine_type", "")
         self.archived: bool = data.get("archived", False)
         self.workflow_id: int | None = data.get("workflow_id")
         self.search_id: int | None = data.get("search_id")
-        code = data["spec"].get("code") or {}
+        spec = data["spec"]
+        code = spec.get("code") or {}
         self.commit_hash: str | None = code.get("commit")
+        self.git_commit_hash = self.commit_hash  # Spell's name
         self.repository: str | None = code.get("repository")
         self.has_patch: bool = bool(code.get("patch"))
+        self.github_url: str | None = code.get("github_url")
+        self.docker_image: str | None = spec.get("docker_image")
+        self.framework: str = spec.get("framework", "default")
+        self.pip_packages: list[str] = spec.get("pip_packages", [])
+        self.apt_packages: list[str] = spec.get("apt_packages", [])
+        self.attached_resources: dict[str, str] = {
+            m["resource"]: m.get("path") or "" for m in spec.get("mounts", [])
+        }
+        self.hyper_params: dict = spec.get("hyper_params", {})
+        self.stop_conditions: list[str] = spec.get("stop_conditions", [])
+        self.tensorboard_directory: str | None = spec.get("tensorboard_directory")
+        self.creator: str | None = data.get("creator")
+        self.already_existed: bool = False  # Spell's idempotent runs; every run here is new
         self.status_history: list[dict] = [
             {**change, "at": _parse_time(change["at"])} for change in data.get("status_history", [])
         ]
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.status}>"
+
+    @property
+    def gpu(self) -> str | None:
+        """The GPU model of the run's machine type (None for CPU types), as Spell's `gpu`."""
+        return self._client.machine_type_gpus().get(self.machine_type)
+
+    def __str__(self) -> str:
+        labels = f" [{', '.join(self.labels)}]" if self.labels else ""
+        return f"Run {self.id} ({self.status}, {self.machine_type}): {self.command}{labels}"
 
     @property
     def _http(self):
@@ -150,7 +177,10 @@ class Run:
     def logs(
         self, follow: bool = False, offset: int = 0, tail: int | None = None
     ) -> Iterator[LogEntry]:
-        """The run's log entries from `offset` (or the last `tail`); `follow` until it ends."""
+        """The run's log entries from `offset` (a negative one counts from the end, as
+        Spell's did), or the last `tail`; `follow` until it ends."""
+        if offset < 0:
+            offset, tail = 0, -offset if tail is None else min(tail, -offset)
         params: dict = {"follow": str(follow).lower(), "offset": offset}
         if tail is not None:
             params["tail"] = tail
@@ -219,10 +249,12 @@ class Run:
         """One sample of the running run's CPU %, memory, network and block I/O (and GPUs)."""
         return self._http.json("GET", f"runs/{self.id}/stats")
 
-    def cp(self, source_path: str = "", destination_directory: str | None = None) -> list[str]:
+    def cp(
+        self, source_path: str = "", destination_directory: str | None = None, quiet: bool = False
+    ) -> list[str]:
         """Copy `runs/<id>/<source_path>` into `destination_directory` (default: cwd)."""
         path = f"runs/{self.id}/{source_path.strip('/')}".rstrip("/")
-        return self._client.resources.cp(path, destination_directory or ".")
+        return self._client.resources.cp(path, destination_directory or ".", quiet=quiet)
 
 
 METRIC_CONDITIONS = {
@@ -308,6 +340,7 @@ class RunsService:
         params: dict[str, object] | None = None,
         stop_conditions: list[str] | None = None,
         commit_label: str | None = None,
+        project: str | None = None,
         **unsupported,
     ) -> tuple[dict, list[str]]:
         """The REST body of a new run from `new`'s keywords, and warnings about its code."""
@@ -343,6 +376,8 @@ class RunsService:
             except ValueError as exc:
                 raise InvalidArgument(str(exc)) from None
             body["stop_conditions"] = list(stop_conditions)
+        if project is not None:
+            body["project"] = project
         if commit_label is not None:
             if cwd is not None or commit_ref or commit_hash or github_url:
                 raise InvalidArgument("commit_label names the code: leave out cwd/commit_ref")
@@ -422,9 +457,12 @@ class RunsService:
         kinds: list[str] | None = None,
         archived: bool | None = False,
         offset: int = 0,
+        project: str | None = None,
     ) -> list[Run]:
-        """The newest `number` runs with any of `labels`, any of `statuses`, any of `kinds`."""
+        """The newest `number` runs with any of `labels`, any of `statuses`, any of `kinds`,
+        in `project`."""
         params: dict = {
+            "project": project,
             "limit": number,
             "offset": offset,
             "label": list(labels or []),

@@ -85,6 +85,7 @@ class Transport:
         self._netloc = unquote(parts.netloc) if parts.scheme == "http+unix" else parts.netloc
         self._base_path = parts.path
         self.timeout = timeout
+        self.token = token
         self.headers = {"Authorization": f"token {token}", "Accept": "application/json"}
         self._shared: http.client.HTTPConnection | None = None
 

@@ -74,6 +74,7 @@ class RunsHandler(SpellHandler):
             offset=self.int_arg("offset", 0),
             workflow_id=workflow,
             search_id=self.int_arg("search", 0, 0) or None,
+            project=self.get_query_argument("project", None),
         )
         self.send(page)
 

@@ -142,8 +142,10 @@ class RunManager:
         offset: int = 0,
         workflow_id: int | None = None,
         search_id: int | None = None,
+        project: str | None = None,
     ) -> RunPage:
         return self.store.list_runs(
+            project=project,
             statuses=statuses or (),
             labels=labels or (),
             kinds=kinds or (),

@@ -72,6 +72,7 @@ class RunRow(Base):
     # belongs to; a master's workflow_id is its own ID.
     workflow_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     search_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    project: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class RunLabelRow(Base):

@@ -203,6 +203,7 @@ class RunStore:
                 next_log_offset=0,
                 workflow_id=workflow_id,
                 search_id=search_id,
+                project=spec.project,
             )
             session.add(row)
             session.flush()
@@ -235,10 +236,13 @@ class RunStore:
         offset: int = 0,
         workflow_id: int | None = None,
         search_id: int | None = None,
+        project: str | None = None,
     ) -> RunPage:
-        """Runs newest first, filtered by status, label (any of them), kind, workflow and
-        search."""
+        """Runs newest first, filtered by status, label (any of them), kind, workflow,
+        search and project."""
         conditions = []
+        if project is not None:
+            conditions.append(RunRow.project == project)
         if workflow_id is not None:
             conditions.append(RunRow.workflow_id == workflow_id)
         if search_id is not None:

@@ -1,4 +1,4 @@
-"""Metrics, run tokens, and the workflow and search a run belongs to.
+"""Metrics, run tokens, and the workflow, search and project a run belongs to.
 
 Revision ID: 0004
 Revises: 0003
@@ -20,8 +20,10 @@ def upgrade() -> None:
     with op.batch_alter_table("runs", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("workflow_id", sa.Integer, nullable=True))
         batch.add_column(sa.Column("search_id", sa.Integer, nullable=True))
+        batch.add_column(sa.Column("project", sa.String(64), nullable=True))
         batch.create_index("ix_runs_workflow_id", ["workflow_id"])
         batch.create_index("ix_runs_search_id", ["search_id"])
+        batch.create_index("ix_runs_project", ["project"])
     op.create_table(
         "run_tokens",
         sa.Column("token_hash", sa.String(64), primary_key=True),
@@ -53,7 +55,9 @@ def downgrade() -> None:
     op.drop_index("ix_run_tokens_run_id", "run_tokens")
     op.drop_table("run_tokens")
     with op.batch_alter_table("runs", table_kwargs={"sqlite_autoincrement": True}) as batch:
+        batch.drop_index("ix_runs_project")
         batch.drop_index("ix_runs_search_id")
         batch.drop_index("ix_runs_workflow_id")
+        batch.drop_column("project")
         batch.drop_column("search_id")
         batch.drop_column("workflow_id")
