@@ -87,7 +87,7 @@ def test_background_run_logs_ps_labels_archive(served):
     ps = served.spell("ps")
     assert ps.returncode == 0
     header, row = ps.stdout.splitlines()[:2]
-    assert header.split() == ["ID", "COMMAND", "STATUS", "CREATED", "LABELS"]
+    assert header.split() == ["ID", "COMMAND", "STATUS", "CREATED", "LABELS", "WORKFLOW"]
     assert row.split()[0] == "1" and "Complete" in row and "exp" in row
     assert "echo hi" not in served.spell("ps", "-l", "other").stdout
 

@@ -35,7 +35,7 @@ def test_spell_style_client_script(served, tmp_path):
         assert r.user_exit_code == 0 and r.labels == ["x"] and r.environment_vars == {{"A": "1"}}
         assert r.description == "demo" and r.started_at <= r.ended_at
         assert [str(e) for e in r.logs() if not e.status_event] == []
-        r.cp("foo.txt", {str(tmp_path)!r})
+        r.cp("foo.txt", {str(tmp_path)!r}, quiet=True)
         print(open(os.path.join({str(tmp_path)!r}, "foo.txt")).read().strip())
         print(len(client.runs.list(number=10, labels=["x"])))
         """,
@@ -56,8 +56,8 @@ def test_wait_status_raises_when_the_run_ends_otherwise(served):
 
 def test_unsupported_keywords_are_errors_that_name_them(served):
     client = served.client()
-    with pytest.raises(UnsupportedArgument, match="stop_conditions"):
-        client.runs.new(command="true", stop_conditions=["loss < 0.1"])
+    with pytest.raises(UnsupportedArgument, match="idempotent"):
+        client.runs.new(command="true", idempotent=True)
     with pytest.raises(UnsupportedArgument, match="colour"):
         client.runs.new(command="true", colour="red")
     assert client.runs.list() == []

@@ -233,7 +233,7 @@ from spell_jupyter.client import from_environment
 home, data, dest = map(Path, sys.argv[1:])
 client = from_environment(home)
 result = client.resources.upload(data, name="ns")
-written = client.resources.cp("uploads/ns", dest)
+written = client.resources.cp("uploads/ns", dest, quiet=True)
 answer = {"copied": result.copied_bytes, "sent": result.sent_bytes, "written": len(written)}
 print(json.dumps(answer))
 """

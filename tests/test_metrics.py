@@ -307,3 +307,30 @@ def test_container_runs_record_hardware_metrics(serve, tmp_path):
     assert max(busy) > 20
     memory = [v for _, _, v in run.metrics("spell/memory_mib")]
     assert memory and all(0 < v < 1024 for v in memory)
+
+
+@pytest.mark.docker
+def test_an_images_own_pythonpath_is_kept_beside_the_client(docker_served, tmp_path):
+    import docker
+    from conftest import BASE_IMAGE
+
+    context = tmp_path / "image"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\n"
+        "RUN mkdir -p /opt/app && echo 'ANSWER = 42' > /opt/app/mymod.py\n"
+        "ENV PYTHONPATH=/opt/app\n"
+    )
+    engine = docker.from_env()
+    tag = "spell-test/pythonpath:latest"
+    engine.images.build(path=str(context), tag=tag, rm=True)
+    try:
+        client = docker_served.client()
+        run = client.runs.new(
+            command="python3 -c 'import mymod, spell.client; print(\"answer\", mymod.ANSWER)'",
+            docker_image=tag,
+        )
+        run.wait_status("complete", timeout=120)
+        assert "answer 42" in user_lines(run)
+    finally:
+        engine.images.remove(tag, force=True)

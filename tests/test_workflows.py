@@ -226,3 +226,33 @@ def test_workflows_new_refuses_a_path_outside_git(served, tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(InvalidArgument, match="not in a git repository"):
         served.client().workflows.new("true", repos={"x": str(tmp_path / "plain")})
+
+
+def test_a_master_reads_spellfs_and_uploads(served, tmp_path):
+    pipe = git_repo(
+        tmp_path / "flow",
+        {
+            "master.py": """
+                import os
+                import spell.client
+
+                client = spell.client.from_environment()
+                os.makedirs("data", exist_ok=True)
+                with open("data/a.txt", "w") as f:
+                    f.write("A")
+                client.resources.upload("data", name="from-master")
+                worker = client.runs.new(command="echo hi > w.txt")
+                worker.wait_status(*client.runs.FINAL)
+                client.resources.cp(f"runs/{worker.id}/w.txt", "got", quiet=True)
+                print("got", open("got/w.txt").read().strip())
+                print("uploads", [line.path for line in client.resources.ls("uploads")])
+            """
+        },
+    )
+    client = served.client()
+    flow = client.workflows.new("python3 master.py", cwd=str(pipe))
+    flow.master_run.wait_status("complete", timeout=120)
+    lines = [e.text for e in flow.master_run.logs() if not e.status_event]
+    assert "got hi" in lines
+    assert "uploads ['uploads/from-master']" in lines
+    assert [e["name"] for e in client.resources.ls("uploads/from-master")] == ["a.txt"]

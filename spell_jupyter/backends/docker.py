@@ -471,13 +471,10 @@ class DockerBackend(HostBackend, ImageBuilder):
 
     def _environment(self, request: LaunchRequest) -> dict[str, str]:
         env = visible_envvars(request.envvars)
+        pythonpath = env.get("PYTHONPATH") or self._image_env(request.image).get("PYTHONPATH", "")
         env.update(
             api_environment(
-                request.run_id,
-                request.api,
-                CONTAINER_API_DIR,
-                CONTAINER_LIB_DIR,
-                env.get("PYTHONPATH", ""),
+                request.run_id, request.api, CONTAINER_API_DIR, CONTAINER_LIB_DIR, pythonpath
             )
         )
         env.update(
@@ -488,6 +485,18 @@ class DockerBackend(HostBackend, ImageBuilder):
         if os.getuid() != 0:
             env.setdefault("HOME", "/tmp")
         return env
+
+    def _image_env(self, image: str | None) -> dict[str, str]:
+        """The image's own environment (ENV lines), which a container's variables replace."""
+        import docker.errors
+
+        if not image:
+            return {}
+        try:
+            pairs = self.client.api.inspect_image(image)["Config"].get("Env") or []
+        except docker.errors.APIError:
+            return {}
+        return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
 
     def _remove(self, container_id: str) -> None:
         import docker.errors

@@ -109,6 +109,8 @@ class LocalTreeHandler(SpellHandler):
     """Where a SpellFS file or folder lies on this host's disk, file by file, for a client on
     this host (as this server's user) to copy itself; 412 for any other client."""
 
+    run_tokens = {"get": Level.WORKFLOW}  # never a run's (its socket is no peer): 412
+
     @api
     async def get(self, path: str):
         self.require_local_peer()
@@ -150,6 +152,8 @@ class UploadCopyHandler(SpellHandler):
     """POST {name, files: [{path, offset, length, source: {path, inode, mtime_ns}}]}: copy byte
     ranges of files on this host into an upload (clients on this host, as this server's user;
     412 for any other, or when a source is not the file described)."""
+
+    run_tokens = {"post": Level.WORKFLOW}  # never a run's (its socket is no peer): 412
 
     @api
     async def post(self):
