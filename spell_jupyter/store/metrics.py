@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from .orm import MetricRow
-from .repository import RunStore
+from .repository import RunStore, insert_statements, stored_time
 
 MetricListener = Callable[[int], None]
 
@@ -146,12 +146,30 @@ class MetricStore:
         return out
 
 
+# SQLite and PostgreSQL both skip a row whose key is taken with ON CONFLICT DO NOTHING.
+INSERT_NEW = insert_statements(
+    "metrics",
+    ["run_id", "name", "index", "timestamp", "value", "text", "seq"],
+    " ON CONFLICT DO NOTHING",
+)
+
+
 def _insert_new(session, rows: list[dict]) -> None:
-    """Insert, skipping rows whose (run, name, index) is stored already."""
-    dialect = session.connection().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    table = MetricRow.__table__
-    session.execute(insert(table).on_conflict_do_nothing(), rows)
+    """Insert in one statement, skipping rows whose (run, name, index) is stored already. The
+    rows go to the driver as they are, with timestamps as UTCDateTime stores them (SQLAlchemy's
+    per-value processing would cost more than the insert)."""
+    connection = session.connection()
+    as_text = connection.dialect.name == "sqlite"
+    params = [
+        (
+            r["run_id"],
+            r["name"],
+            r["index"],
+            stored_time(r["timestamp"], as_text),
+            r["value"],
+            r["text"],
+            r["seq"],
+        )
+        for r in rows
+    ]
+    connection.exec_driver_sql(INSERT_NEW[connection.dialect.paramstyle], params)

@@ -44,17 +44,30 @@ from .orm import (
 FINAL_VALUES = tuple(s.value for s in FINAL_STATUSES)
 ACTIVE_VALUES = tuple(s.value for s in Status if s not in FINAL_STATUSES)  # by the status index
 
-_LOG_COLUMNS = 'run_id, "offset", timestamp, status, status_event, level, stream, text'
-INSERT_LOG_ENTRY = {
-    style: f"INSERT INTO log_entries ({_LOG_COLUMNS}) VALUES ({', '.join([mark] * 8)})"
-    for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"), ("numeric", "?"))
-}
+
+def insert_statements(table: str, columns: list[str], suffix: str = "") -> dict[str, str]:
+    """An INSERT of `columns` into `table` for each DB-API parameter style (for
+    exec_driver_sql: rows go to the driver without SQLAlchemy's per-value processing)."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    return {
+        style: f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))}){suffix}"
+        for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"), ("numeric", "?"))
+    }
 
 
-def _stored_time(when: datetime, as_text: bool):
+INSERT_LOG_ENTRY = insert_statements(
+    "log_entries",
+    ["run_id", "offset", "timestamp", "status", "status_event", "level", "stream", "text"],
+)
+
+
+_UTC = UTCDateTime()
+
+
+def stored_time(when: datetime, as_text: bool):
     """A timestamp as UTCDateTime stores it: naive UTC (text, SQLAlchemy's format, on
     SQLite)."""
-    naive = UTCDateTime().process_bind_param(when, None)
+    naive = _UTC.process_bind_param(when, None)
     return naive.isoformat(" ", "microseconds") if as_text else naive
 
 
@@ -164,7 +177,7 @@ class RunStore:
             (
                 r["run_id"],
                 r["offset"],
-                _stored_time(r["timestamp"], as_text),
+                stored_time(r["timestamp"], as_text),
                 r["status"],
                 r["status_event"],
                 r["level"],
