@@ -296,6 +296,11 @@ class RunSpec(BaseModel):
         default=None,
         description="Inside a workflow: start with the workflow's repository of this label",
     )
+    local: bool = Field(
+        default=False,
+        description="A workflow whose master runs on the submitter's machine (--local), "
+        "reporting to the server; its workers are runs as any",
+    )
     hyper_params: dict[str, StrictInt | float | StrictStr] = Field(
         default_factory=dict, description="The values of a search's parameters for this run"
     )
@@ -438,6 +443,12 @@ class RunSpec(BaseModel):
             raise ValueError(
                 f"cwd {self.cwd!r} must be inside the code's folder {self.code.repository!r}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _local_is_a_workflows(self) -> RunSpec:
+        if self.local and self.kind != RunKind.WORKFLOW:
+            raise ValueError("local is for a workflow's master (spell workflow --local)")
         return self
 
     @model_validator(mode="after")
@@ -743,3 +754,13 @@ class SendMetrics(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metrics: list[MetricValue] = Field(max_length=MAX_METRIC_BATCH)
+
+
+class LocalReport(BaseModel):
+    """POST /workflows/<id>/local from the submitter running a --local master: a heartbeat,
+    a request for the master's token, or its exit code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: StrictBool = False
+    exit_code: StrictInt | None = Field(default=None, ge=-255, le=255)

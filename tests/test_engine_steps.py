@@ -439,3 +439,13 @@ def test_a_queued_run_starts_as_soon_as_a_slot_frees(harness):
             break
         assert time.monotonic() < end, f"the engine slept; statuses {h.statuses()}"
         h.engine.wait_for_work(min(deadline, end) - time.monotonic())
+
+
+def test_a_local_workflow_master_that_stops_reporting_ends_interrupted(harness):
+    h = harness(local_master_timeout=0.3)
+    master = h.submit("python pipeline.py", kind="workflow", local=True)
+    h.reaches(master, S.RUNNING)
+    assert h.engine.held_allocations() == []  # it holds no machine
+    h.reaches(master, S.INTERRUPTED)
+    assert any("stopped reporting" in n for n in h.notes(master))
+    assert h.backend.launches == []  # nothing of it ran on this host

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import SPELL_ARGV
 from helpers import configured_server, wait_for_line
 
 from spell_jupyter.client.errors import APIError, InvalidArgument
@@ -256,3 +257,48 @@ def test_a_master_reads_spellfs_and_uploads(served, tmp_path):
     assert "got hi" in lines
     assert "uploads ['uploads/from-master']" in lines
     assert [e["name"] for e in client.resources.ls("uploads/from-master")] == ["a.txt"]
+
+
+def test_a_local_master_runs_here_and_its_workers_are_runs(served, projects):
+    pipe, _ = projects
+    result = served.spell(
+        "workflow", "--local", "--repo", "model=../model", "python3 pipeline.py", cwd=pipe
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "run 2 says: hello from run 1" in result.stdout  # printed here, not in a run
+    assert "finished: ['complete', 'complete', 'complete']" in result.stdout
+    client = served.client()
+    flow = client.workflows.list()[0]
+    assert flow.status == "complete" and flow.master_run.raw["spec"]["local"] is True
+    assert len(flow.runs) == 6 and flow.runs[2].labels == ["converged"]
+
+
+def test_stop_of_a_local_workflow_stops_its_script(served, tmp_path):
+    pipe = git_repo(
+        tmp_path / "flow",
+        {"master.py": "import time\nprint('ready', flush=True)\ntime.sleep(120)\n"},
+    )
+    master = subprocess.Popen(
+        [*SPELL_ARGV, "workflow", "--local", "python3 master.py"],
+        cwd=pipe,
+        env=served.env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    for line in master.stdout:
+        if line.startswith("ready"):
+            break
+    flow = served.client().workflows.list()[0]
+    assert served.spell("workflow", "stop", str(flow.id)).returncode == 0
+    assert master.wait(timeout=60) == 128 + 15  # SIGTERM, at the next report
+    flow.refresh()
+    assert flow.status == "stopped"
+
+
+def test_local_belongs_to_workflows_alone(served):
+    client = served.client()
+    with pytest.raises(APIError) as refused:
+        client.transport.json("POST", "runs", json={"command": "true", "local": True})
+    assert refused.value.status_code == 400 and "spell workflow --local" in str(refused.value)
+    result = served.spell("workflow", "--local", "-b", "true")
+    assert result.returncode == 2 and "cannot go to the background" in result.stderr

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from ..client_library import client_packages, link_client_packages
+
+__all__ = ["RunApi", "api_environment", "client_packages", "link_client_packages", "socket_url"]
+
 SOCKET_NAME = "api.sock"
 CONTAINER_API_DIR = "/run/spell"  # where a container sees the socket's folder
 CONTAINER_LIB_DIR = "/opt/spell/lib"  # where a container sees the client's packages
@@ -20,18 +24,6 @@ class RunApi:
 
     socket_dir: str
     token: str
-
-
-def client_packages() -> dict[str, Path]:
-    """The folders of the packages a run imports the client from (`spell`, `spell_jupyter`):
-    the client itself is standard library only."""
-    import spell
-    import spell_jupyter
-
-    return {
-        "spell": Path(spell.__file__).parent,
-        "spell_jupyter": Path(spell_jupyter.__file__).parent,
-    }
 
 
 def socket_url(socket_dir: str | Path) -> str:
@@ -51,18 +43,3 @@ def api_environment(
         env["SPELL_TOKEN"] = api.token
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, lib_dir) if p)
     return env
-
-
-def link_client_packages(folder: Path) -> Path:
-    """A folder holding links to the client's packages alone (for runs on this host, whose
-    PYTHONPATH must not bring the server's whole environment along)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, source in client_packages().items():
-        link = folder / name
-        if link.is_symlink() and os.readlink(link) == str(source):
-            continue
-        temporary = folder / f".{name}.new"
-        temporary.unlink(missing_ok=True)
-        temporary.symlink_to(source, target_is_directory=True)
-        os.replace(temporary, link)
-    return folder

@@ -61,10 +61,16 @@ def _repos(values: tuple[str, ...], flag: str) -> dict[str, tuple[str, str | Non
     help="A git URL the server clones for workers with commit_label=LABEL. Repeatable.",
 )
 @click.option("-b", "--background", is_flag=True, help="Do not follow the master's logs.")
+@click.option(
+    "--local",
+    "local_master",
+    is_flag=True,
+    help="Run the master script here, in this folder and environment (its workers are runs).",
+)
 @run_options
 @click.option("-v", "--verbose", is_flag=True, help="Show each log line with its time and status.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-def start(repos, github_repos, background, verbose, command, **options):
+def start(repos, github_repos, background, local_master, verbose, command, **options):
     """Start a workflow whose master runs COMMAND."""
     text = command_text(command)
     local = _repos(repos, "--repo")
@@ -72,9 +78,21 @@ def start(repos, github_repos, background, verbose, command, **options):
     both = sorted(set(local) & set(remote))
     if both:
         raise click.BadParameter(f"the label {both[0]!r} is given twice", param_hint="--repo")
+    if local_master and background:
+        raise click.UsageError("--local runs the master here: it cannot go to the background")
     spell = client()
-    flow = spell.workflows.new(text, repos=local, github_repos=remote, **run_arguments(options))
+    arguments = run_arguments(options)
+    if local_master:
+        arguments["cwd"] = None  # the master runs in this folder; --repo snapshots still go
+    flow = spell.workflows.new(
+        text, repos=local, github_repos=remote, local=local_master, **arguments
+    )
     click.echo(f"✨ Workflow {flow.id}: its master is run {flow.id}")
+    if local_master:
+        click.echo("✨ Running the master here (--local)")
+        code = spell.workflows.run_local(flow)
+        click.echo(f"✨ Workflow {flow.id}'s master ended {flow.status} (exit code {code})")
+        sys.exit(code)
     sys.exit(follow_new_run(flow.master_run, background, verbose))
 
 

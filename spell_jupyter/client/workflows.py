@@ -6,11 +6,20 @@ inside the master, `client.active_workflow` is it and every `client.runs.new` jo
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..client_library import link_client_packages
 from ..status import RunKind
-from .errors import InvalidArgument
+from ..status import Status as RunStatus
+from .errors import InvalidArgument, SpellClientError
 from .runs import Run
 
 if TYPE_CHECKING:
@@ -79,15 +88,20 @@ class WorkflowsService:
         *,
         repos: dict[str, str | tuple[str, str | None]] | None = None,
         github_repos: dict[str, str | tuple[str, str | None]] | None = None,
+        local: bool = False,
         **run_kwargs,
     ) -> Workflow:
         """Start a workflow whose master runs `command` (with `runs.new`'s keywords).
         `repos` ({label: path or (path, commit)}) are snapshotted now, as `spell run` takes
         code; `github_repos` ({label: url or (url, ref)}) are cloned by the server. Workers
-        name them with `commit_label`."""
+        name them with `commit_label`. With `local`, the master is to run on this machine
+        (`run_local`), not as a run of the server's."""
         runs = self._client.runs
+        if local:
+            run_kwargs = {**run_kwargs, "cwd": None}  # it runs here, in this folder
         body, warnings = runs.body(command, **run_kwargs)
         body["kind"] = RunKind.WORKFLOW.value
+        body["local"] = local
         body["repos"] = {}
         for label, source in (repos or {}).items():
             path, commit = source if isinstance(source, tuple) else (source, None)
@@ -107,6 +121,57 @@ class WorkflowsService:
             body["repos"][label] = runs.code(None, None, url, ref)[0]
         master = runs._create(body, warnings)
         return Workflow(self._client, master)
+
+    def run_local(self, workflow: Workflow, heartbeat: float = 5.0) -> int:
+        """Run a --local workflow's master command here, in this folder and environment,
+        with the master's token (so `spell.client` in it is the workflow's master), reporting
+        to the server every `heartbeat` seconds; a stop or kill of the workflow stops it.
+        Returns its exit code (128 + N for a signal N), which ends the master there."""
+        from .transport import Transport
+
+        workflow.master_run.wait_status(RunStatus.RUNNING, timeout=60)
+        path = f"workflows/{workflow.id}/local"
+        token = self._client.transport.json("POST", path, json={"token": True})["token"]
+        library = Path(tempfile.mkdtemp(prefix="spell-client-"))
+        pythonpath = [os.environ.get("PYTHONPATH", ""), str(link_client_packages(library))]
+        env = {
+            **os.environ,
+            "SPELL_BASE_URL": self._client.base_url,
+            "SPELL_TOKEN": token,
+            "SPELL_RUN_ID": str(workflow.id),
+            "PYTHONPATH": os.pathsep.join(p for p in pythonpath if p),  # any python finds spell
+        }
+        child = subprocess.Popen(workflow.master_run.command, shell=True, env=env, process_group=0)
+        done = threading.Event()
+        reporter = Transport(self._client.base_url, self._client.transport.token)
+
+        def report() -> None:
+            asked = None
+            while not done.wait(heartbeat):
+                try:
+                    action = reporter.json("POST", path, json={})["requested_action"]
+                except SpellClientError:
+                    continue  # the server is away for now: the next beat tries again
+                if action and action != asked:
+                    asked = action
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signal.SIGKILL if action == "kill" else signal.SIGTERM)
+
+        beating = threading.Thread(target=report, name="spell-local-master", daemon=True)
+        beating.start()
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGINT)
+            code = child.wait()
+        finally:
+            done.set()
+            shutil.rmtree(library, ignore_errors=True)
+        code = 128 - code if code < 0 else code
+        self._client.transport.json("POST", path, json={"exit_code": code})
+        workflow.refresh()
+        return code
 
     def get(self, id: int) -> Workflow:
         run = self._client.runs.get(id)

@@ -85,6 +85,12 @@ class Pass:
         self.deadline = min(self.deadline, when)
 
 
+def holds_machine(run: ActiveRun) -> bool:
+    """Whether the run takes a slot and resources once placed (searches and --local workflow
+    masters take none)."""
+    return not (is_search(run) or run.spec.local)
+
+
 class RunEngine(LoggingConfigurable):
     """Schedules queued runs under a concurrency limit and carries each through its steps."""
 
@@ -126,6 +132,11 @@ class RunEngine(LoggingConfigurable):
     save_workers = Int(2, help="Output listings and saves that may run at once").tag(config=True)
     leader_retry_interval = Float(
         1.0, help="Seconds between attempts of a standby engine to become the leader"
+    ).tag(config=True)
+    local_master_timeout = Float(
+        30.0,
+        help="Seconds a --local workflow master may go without reporting before it is "
+        "ended interrupted (its submitter reports every few seconds)",
     ).tag(config=True)
     hardware_interval = Float(
         5.0,
@@ -235,7 +246,7 @@ class RunEngine(LoggingConfigurable):
         return [
             self.allocation_of(r)
             for r in self.store.active_runs()
-            if r.status != Status.MACHINE_REQUESTED and not is_search(r)
+            if r.status != Status.MACHINE_REQUESTED and holds_machine(r)
         ]
 
     # -- control ---------------------------------------------------------------------------------
@@ -357,6 +368,9 @@ class RunEngine(LoggingConfigurable):
         pass when nothing needs waiting for)."""
         if run.id in self._ending:
             self._finish_ending(run)
+            return
+        if run.spec.local:  # a workflow master on the submitter's machine
+            self._step_local_master(run, this)
             return
         if is_search(run):  # it holds no machine: its step creates and watches its runs
             if self.searches.step(run):
@@ -578,6 +592,29 @@ class RunEngine(LoggingConfigurable):
             code=run.spec.code,
             mounts=tuple(MountRequest(m.resource, m.target(run.spec.cwd)) for m in run.spec.mounts),
         )
+
+    def _step_local_master(self, run: ActiveRun, this: Pass) -> None:
+        """A --local master runs on its submitter's machine, which reports to the server
+        (heartbeats, then its exit code, which ends it there); here it is only started, and
+        ended `interrupted` when the reports stop."""
+        if run.status == Status.MACHINE_REQUESTED:
+            self.store.set_handle(run.id, "submitter", {"heartbeat": time.time()})
+            self.store.set_status(
+                run.id, Status.RUNNING, "Running on the submitter's machine (--local)"
+            )
+            this.wake_at(time.monotonic() + self.local_master_timeout)
+            return
+        silent = time.time() - float((run.handle or {}).get("heartbeat", 0))
+        if silent > self.local_master_timeout:
+            self.store.set_status(
+                run.id,
+                Status.INTERRUPTED,
+                f"The submitter's machine stopped reporting ({silent:.0f} s without a word)",
+            )
+            self.store.revoke_tokens(run.id)
+            self.wake()
+        else:
+            this.wake_at(time.monotonic() + self.local_master_timeout - silent + 0.1)
 
     def _running_handles(self) -> dict[int, tuple[dict, list[int]]]:
         """The running runs' handles and GPUs (for sampling)."""

@@ -70,14 +70,15 @@ def api(method: Callable | None = None, *, action: str | None = None) -> Callabl
     """Authenticate, ask Jupyter's Authorizer whether the user may do `action` on the handler's
     `auth_resource` (default: read for GET/HEAD, write for the rest), then turn
     SpellError/ValidationError into JSON 4xx answers. `@api` or `@api(action="execute")`.
-    On the runs' socket, the caller is a run's token instead, held to the handler's
-    `run_tokens` level for the method."""
+    A run's token (on the runs' socket, where only those are taken, or from a --local
+    workflow master over TCP) is held to the handler's `run_tokens` level for the method
+    instead."""
 
     def decorate(method: Callable) -> Callable:
         @functools.wraps(method)
         async def wrapper(self, *args, **kwargs):
             try:
-                if self.settings.get("spell_run_socket"):
+                if self.settings.get("spell_run_socket") or self.bears_run_token():
                     await self.authorize_run_token(method.__name__, args)
                 result = method(self, *args, **kwargs)
                 if asyncio.iscoroutine(result):
@@ -92,7 +93,7 @@ def api(method: Callable | None = None, *, action: str | None = None) -> Callabl
 
         @functools.wraps(method)
         async def entry(self, *args, **kwargs):
-            if self.settings.get("spell_run_socket"):
+            if self.settings.get("spell_run_socket") or self.bears_run_token():
                 return await wrapper(self, *args, **kwargs)
             return await through_jupyter(self, *args, **kwargs)
 
@@ -109,6 +110,16 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
     run_in_path = False  # whether the first path argument is a run's ID
     run_holder: TokenHolder | None = None  # on the runs' socket: the run whose token called
 
+    def bears_run_token(self) -> bool:
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() in ("token", "bearer") and token.strip().startswith("spellrun-")
+
+    def check_xsrf_cookie(self) -> None:
+        """A run's token is a header, never a cookie: no cross-site request can carry it."""
+        if self.bears_run_token():
+            return None
+        return super().check_xsrf_cookie()
+
     async def authorize_run_token(self, method: str, args: tuple) -> None:
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -118,8 +129,8 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
             holder = await self.call(access.holder, token.strip())
         if holder is None:
             raise Forbidden(
-                "this socket takes the token of a run that is still active (SPELL_TOKEN inside "
-                "a run); this one is unknown or its run has ended"
+                "a run's token (SPELL_TOKEN inside a run) is taken while its run is active; "
+                "this one is unknown or its run has ended"
             )
         run_id = int(args[0]) if self.run_in_path and args else None
         await self.call(access.check, holder, self.run_tokens.get(method), run_id)

@@ -13,7 +13,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .._version import __version__
-from ..models import RunAction, RunKind, RunPage, RunSpec, SendMetrics, Status
+from ..models import LocalReport, RunAction, RunKind, RunPage, RunSpec, SendMetrics, Status
 from ..services.run_access import Level
 from .base import SpellHandler, api
 from .resource_handlers import (
@@ -252,6 +252,16 @@ class WorkflowActionHandler(GroupActionHandler):
     run_in_path = True
 
 
+class LocalMasterHandler(SpellHandler):
+    """POST /workflows/<id>/local {token?, exit_code?}: the submitter of a --local master
+    reports (the server's own token only: it holds the run, not the run it)."""
+
+    @api(action="execute")
+    async def post(self, run_id: str):
+        report = LocalReport.model_validate(self.json_body())
+        self.finish(await self.call(self.service.report_local, int(run_id), report))
+
+
 class SearchActionHandler(GroupActionHandler):
     run_tokens = {"post": Level.WORKFLOW}
     run_in_path = True
@@ -348,6 +358,7 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/runs/{run_id}/logs", LogsHandler),
     ("/runs/{run_id}/wait", WaitHandler),
     ("/runs/{run_id}/stats", StatsHandler),
+    ("/workflows/{run_id}/local", LocalMasterHandler),
     ("/workflows/{run_id}/{action}", WorkflowActionHandler),
     ("/searches/{run_id}/{action}", SearchActionHandler),
     ("/runs/{run_id}/metrics", MetricsHandler),

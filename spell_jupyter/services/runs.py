@@ -4,11 +4,14 @@ run_stats, held_allocations), never its backend."""
 
 from __future__ import annotations
 
+import time
+
 from ..engine import RunControl
 from ..engine.environments import Frameworks
 from ..engine.machine_types import MachineTypes, gpu_usage
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import (
+    LocalReport,
     LogEntry,
     Run,
     RunAction,
@@ -155,6 +158,38 @@ class RunManager:
             workflow_id=workflow_id,
             search_id=search_id,
         )
+
+    def report_local(self, run_id: int, report: LocalReport) -> dict:
+        """What the submitter of a --local workflow master reports: a heartbeat (answered with
+        a stop or kill asked meanwhile), a request for the master's token, or its exit code
+        (which ends the master: complete, failed, or stopped/killed as asked)."""
+        run = self.store.get_run(run_id)
+        if not run.spec.local:
+            raise NotFound(f"run {run_id} is not a --local workflow master")
+        if run.status.is_final:
+            raise Conflict(f"workflow {run_id} is {run.status.value}: it takes no more reports")
+        if run.status == Status.MACHINE_REQUESTED:
+            raise Conflict(f"workflow {run_id} is not running yet: report again in a moment")
+        answer: dict = {"requested_action": run.requested_action}
+        if report.exit_code is not None:
+            requested = run.requested_action
+            if requested == RunAction.KILL:
+                final, message = Status.KILLED, "Run killed"
+            elif requested == RunAction.STOP:
+                final, message = Status.STOPPED, "Run stopped"
+            elif report.exit_code == 0:
+                final, message = Status.COMPLETE, "Run complete"
+            else:
+                final, message = Status.FAILED, f"Run failed with exit code {report.exit_code}"
+            self.store.set_status(run_id, final, message, user_exit_code=report.exit_code)
+            self.store.revoke_tokens(run_id)
+            self.engine.wake()
+            answer["status"] = final
+            return answer
+        self.store.set_handle(run_id, "submitter", {"heartbeat": time.time()})
+        if report.token:
+            answer["token"] = self.store.issue_token(run_id, "workflow")
+        return answer
 
     def stop_group(self, run_id: int, action: RunAction, *, workflow: bool) -> list[Run]:
         """Stop or kill a workflow (its master and active workers) or a search (its active

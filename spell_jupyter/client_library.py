@@ -1,0 +1,35 @@
+"""The light client's own packages (`spell`, `spell_jupyter`: the client is standard library
+only), for putting on the PYTHONPATH of code that runs outside this environment: runs, and a
+workflow's --local master."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def client_packages() -> dict[str, Path]:
+    """The folders of the packages a run imports the client from (`spell`, `spell_jupyter`):
+    the client itself is standard library only."""
+    import spell
+    import spell_jupyter
+
+    return {
+        "spell": Path(spell.__file__).parent,
+        "spell_jupyter": Path(spell_jupyter.__file__).parent,
+    }
+
+
+def link_client_packages(folder: Path) -> Path:
+    """A folder holding links to the client's packages alone (for runs on this host, whose
+    PYTHONPATH must not bring the server's whole environment along)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in client_packages().items():
+        link = folder / name
+        if link.is_symlink() and os.readlink(link) == str(source):
+            continue
+        temporary = folder / f".{name}.new"
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(source, target_is_directory=True)
+        os.replace(temporary, link)
+    return folder
