@@ -4,6 +4,7 @@ workflow's --local master."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -11,13 +12,13 @@ from pathlib import Path
 def client_packages() -> dict[str, Path]:
     """The folders of the packages a run imports the client from (`spell`, `spell_jupyter`):
     the client itself is standard library only."""
-    import spell
-    import spell_jupyter
-
-    return {
-        "spell": Path(spell.__file__).parent,
-        "spell_jupyter": Path(spell_jupyter.__file__).parent,
-    }
+    found = {}
+    for name in ("spell", "spell_jupyter"):
+        spec = importlib.util.find_spec(name)  # where it is, without importing it
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"the package {name} is not installed here")
+        found[name] = Path(spec.origin).parent
+    return found
 
 
 def link_client_packages(folder: Path) -> Path:
