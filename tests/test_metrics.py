@@ -334,3 +334,31 @@ def test_an_images_own_pythonpath_is_kept_beside_the_client(docker_served, tmp_p
         assert "answer 42" in user_lines(run)
     finally:
         engine.images.remove(tag, force=True)
+
+
+STEADY = """
+    import time
+    from spell.metrics import send_metric
+    print("sending", flush=True)
+    for i in range(300):
+        send_metric("step", i)
+        time.sleep(0.02)
+    print("sent all", flush=True)
+"""
+
+
+def test_metrics_sent_across_a_kill_9_of_the_server_all_arrive(any_backend):
+    """The socket's folder is mounted, not the socket: a restarted leader binds it again and
+    the run's sender delivers what it kept meanwhile."""
+    home = any_backend
+    client = home.client()
+    run = client.runs.new(command=script(STEADY))
+    for _, index, _ in run.metrics("step", follow=True):
+        if index >= 20:
+            break
+    home.kill_server()
+    home.start_server()
+    client = home.client()
+    run = client.runs.get(run.id)
+    run.wait_status("complete", timeout=120)
+    assert [index for _, index, _ in run.metrics("step")] == list(range(300))
