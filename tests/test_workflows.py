@@ -302,3 +302,26 @@ def test_local_belongs_to_workflows_alone(served):
     assert refused.value.status_code == 400 and "spell workflow --local" in str(refused.value)
     result = served.spell("workflow", "--local", "-b", "true")
     assert result.returncode == 2 and "cannot go to the background" in result.stderr
+
+
+def test_a_github_repo_is_cloned_for_the_workers_that_name_it(served, projects, tmp_path):
+    _, model = projects
+    flow_dir = git_repo(
+        tmp_path / "flow",
+        {
+            "master.py": """
+                import spell.client
+                from spell_jupyter.metrics import send_metric
+                client = spell.client.from_environment()
+                worker = client.runs.new(command="ls", commit_label="model")
+                worker.wait_status(*client.runs.FINAL)
+                send_metric("workers", 1)
+                print("worker saw", [e.log for e in worker.logs() if not e.status_event])
+            """
+        },
+    )
+    result = served.spell(
+        "workflow", "--github-repo", f"model=file://{model}", "python3 master.py", cwd=flow_dir
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "worker saw ['send_loss.py']" in result.stdout
