@@ -25,7 +25,7 @@ fi
 
 # Where a Docker Engine answers, runs are containers: make sure a base image exists that needs
 # no registry (built from Debian packages), and make it the default framework.
-if .venv/bin/python -c 'from spell_jupyter.backends.docker import DockerBackend as D; exit(not D().answers())'; then
+if .venv/bin/python -c 'from spell_jupyter.backends.docker import docker_answers; exit(not docker_answers())'; then
   if ! command -v mmdebstrap >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap zstd >/dev/null
   fi

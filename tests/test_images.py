@@ -43,3 +43,19 @@ def test_build_base_reuses_an_existing_image(home: SpellHome):
     result = home.spell("images", "build-base", "--tag", BASE_IMAGE)
     assert result.returncode == 0, result.stderr
     assert f"{BASE_IMAGE} exists already" in result.stdout
+
+
+@pytest.mark.docker
+def test_the_setup_scripts_docker_probe_says_docker_answers():
+    """scripts/setup.sh builds the base image only where its probe says Docker answers: a
+    probe that breaks leaves a fresh machine without its default image."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    require_docker()
+    setup = (Path(__file__).parents[1] / "scripts" / "setup.sh").read_text()
+    probe = re.search(r"\.venv/bin/python -c '([^']*docker[^']*)'", setup).group(1)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
