@@ -449,3 +449,46 @@ def test_a_local_workflow_master_that_stops_reporting_ends_interrupted(harness):
     h.reaches(master, S.INTERRUPTED)
     assert any("stopped reporting" in n for n in h.notes(master))
     assert h.backend.launches == []  # nothing of it ran on this host
+
+
+def test_a_bayesian_search_proposes_points_inside_every_kind_of_range(harness):
+    """Each proposal lies in its range and has its type, reverse_log and int included; the
+    search makes its full count of runs, parallel_runs at a time, and holds no machine."""
+    from spell_jupyter.search_spec import SearchSpec
+
+    h = harness()
+    search = SearchSpec(
+        type="bayesian",
+        params={
+            "lr": {"min": 0.001, "max": 1.0, "scaling": "reverse_log"},
+            "layers": {"min": 1, "max": 8, "scaling": "log", "type": "int"},
+            "act": {"values": ["relu", "tanh"]},
+        },
+        num_runs=6,
+        parallel_runs=2,
+        metric="loss",
+    )
+    sid = h.submit("train --lr :lr: --layers :layers: --act :act:", kind="hyper", search=search)
+
+    def finish_running() -> bool:
+        for run in h.store.list_runs(search_id=sid, limit=100).runs:
+            if run.status == S.RUNNING:
+                h.backend.exit(run.id, 0)
+        active = [
+            r for r in h.store.list_runs(search_id=sid, limit=100).runs if not r.status.is_final
+        ]
+        assert len(active) <= 2
+        return h.status(sid) == S.COMPLETE
+
+    h.until(finish_running, timeout=60)
+    runs = h.store.list_runs(search_id=sid, limit=100).runs
+    assert len(runs) == 6
+    for run in runs:
+        point = run.spec.hyper_params
+        assert 0.001 <= point["lr"] <= 1.0 and isinstance(point["lr"], float)
+        assert 1 <= point["layers"] <= 8 and isinstance(point["layers"], int)
+        assert point["act"] in ("relu", "tanh")
+        assert (
+            run.command
+            == f"train --lr {point['lr']} --layers {point['layers']} --act {point['act']}"
+        )

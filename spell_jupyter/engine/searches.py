@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 
 from ..errors import Conflict
 from ..models import Run, RunAction, RunKind, RunSpec, Status
-from ..search_spec import SearchSpec, Value, substitute
+from ..search_spec import ParamSpec, SearchSpec, Value, substitute
 from ..store.metrics import MetricStore
 from ..store.repository import ActiveRun, RunStore
 
@@ -123,16 +124,15 @@ class SearchDriver:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         distributions = {}
         for name, param in spec.params.items():
+            logged = param.scaling != "linear"  # reverse_log: log-scaled, mirrored (flip)
             if param.values is not None:
                 distributions[name] = CategoricalDistribution(param.values)
             elif param.type == "int":
                 distributions[name] = IntDistribution(
-                    int(param.min), int(param.max), log=param.scaling == "log"
+                    math.ceil(param.min), math.floor(param.max), log=logged
                 )
             else:
-                distributions[name] = FloatDistribution(
-                    param.min, param.max, log=param.scaling == "log"
-                )
+                distributions[name] = FloatDistribution(param.min, param.max, log=logged)
         study = optuna.create_study(
             direction="maximize" if spec.maximize else "minimize",
             sampler=optuna.samplers.TPESampler(
@@ -142,7 +142,11 @@ class SearchDriver:
         for run in runs:
             if not run.status.is_final:
                 continue
-            params = {k: v for k, v in run.spec.hyper_params.items() if k in distributions}
+            params = {
+                k: flip(spec.params[k], v)
+                for k, v in run.spec.hyper_params.items()
+                if k in distributions
+            }
             if set(params) != set(distributions):
                 continue
             value = self.objective(spec, run)
@@ -157,7 +161,7 @@ class SearchDriver:
             )
         trial = study.ask(distributions)
         return {
-            name: spec.params[name].cast(trial.params[name])
+            name: spec.params[name].cast(flip(spec.params[name], trial.params[name]))
             if spec.params[name].values is None
             else trial.params[name]
             for name in spec.params
@@ -173,6 +177,16 @@ class SearchDriver:
                 shown = ", ".join(f"{k}={v}" for k, v in best.spec.hyper_params.items())
                 text += f"; best: run {best.id} ({spec.metric} {value:g}; {shown})"
         return text
+
+
+def flip(param: ParamSpec, value: Value) -> Value:
+    """A reverse_log range is searched as a log range mirrored end to end (dense near max):
+    a value and its mirror, one way or the other."""
+    if param.scaling != "reverse_log" or param.values is not None:
+        return value
+    if param.type == "int":
+        return math.ceil(param.min) + math.floor(param.max) - int(value)
+    return param.min + param.max - float(value)
 
 
 def is_search(run: ActiveRun) -> bool:

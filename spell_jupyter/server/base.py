@@ -108,7 +108,7 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = AUTH_RESOURCE
     run_tokens: dict[str, Level] = {}  # method -> what a run's token needs to call it
     run_in_path = False  # whether the first path argument is a run's ID
-    run_holder: TokenHolder | None = None  # on the runs' socket: the run whose token called
+    run_holder: TokenHolder | None = None  # the run whose token called (None: a Jupyter user)
 
     def bears_run_token(self) -> bool:
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
