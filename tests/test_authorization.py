@@ -45,6 +45,11 @@ async def test_a_read_only_user_cannot_create_runs_as_jupyter_refuses_its_conten
     assert json.loads(listing.body)["runs"] == []  # reads work, and nothing was made
 
 
+# What runs a command: creating a run, and a --local master's reports (which hand out its
+# workflow's token, with which runs are created).
+EXECUTES = {("/runs", "post"), ("/workflows/{run_id}/local", "post")}
+
+
 @pytest.mark.parametrize(("route", "method"), ENDPOINTS)
 async def test_every_endpoint_asks_the_authorizer(jp_fetch, route, method):
     parts = endpoint_parts(route, "uploads/x")
@@ -56,7 +61,7 @@ async def test_every_endpoint_asks_the_authorizer(jp_fetch, route, method):
     except HTTPClientError as exc:
         code = exc.code
     expected = "read" if method in ("get", "head") else "write"
-    if (route, method) == ("/runs", "post"):
+    if (route, method) in EXECUTES:
         expected = "execute"
     assert ReadOnlyAuthorizer.asked[-1:] == [(expected, "spell")]
     if expected == "read":
