@@ -373,6 +373,8 @@ class RunEngine(LoggingConfigurable):
             self._step_local_master(run, this)
             return
         if is_search(run):  # it holds no machine: its step creates and watches its runs
+            if not this.due(run.id):
+                return  # its runs' ends and any request wake every run
             if self.searches.step(run):
                 self.wake()  # the runs it made are not in this pass
             return
