@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..metric_scores import AGGREGATIONS, score
 from .connect import client
 from .group import cli
 from .metrics import write_metrics_csv
@@ -152,7 +153,7 @@ def random_search(param_texts, num_runs, command, **options):
 @click.option("--metric", required=True, help="The metric (send_metric) to optimise.")
 @click.option(
     "--metric-agg",
-    type=click.Choice(["last", "min", "max", "avg"]),
+    type=click.Choice(list(AGGREGATIONS)),
     default="last",
     show_default=True,
     help="How a run's values of the metric make its score.",
@@ -224,11 +225,10 @@ def describe(search_id):
 
 
 def _score(run, metric: str, how: str) -> str:
-    values = [v for _, _, v in run.metrics(metric) if isinstance(v, int | float)]
-    if not values:
-        return "-"
-    score = {"min": min, "max": max, "avg": lambda v: sum(v) / len(v)}.get(how, lambda v: v[-1])
-    return f"{score(values):g}"
+    """The run's score as the search computes it: its numbers in index order, aggregated."""
+    numbers = sorted((i, v) for _, i, v in run.metrics(metric) if isinstance(v, int | float))
+    value = score([v for _, v in numbers], how)
+    return "-" if value is None else f"{value:g}"
 
 
 @hyper.command("stop")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..metric_scores import AGGREGATIONS
 from ..status import RunKind
 from .errors import InvalidArgument
 from .runs import Run
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
 
 LINEAR, LOG, REVERSE_LOG = "linear", "log", "reverse_log"
 INT, FLOAT = "int", "float"
-METRIC_AGGREGATIONS = ("last", "min", "max", "avg")
 
 
 class ValueSpec:
@@ -148,9 +148,9 @@ class HyperService:
         """`num_runs` runs, `parallel_runs` at a time, each next point proposed (Optuna's TPE)
         from the finished runs' `metric` (aggregated by `metric_agg`: last, min, max, avg),
         minimised unless `maximize`."""
-        if metric_agg not in METRIC_AGGREGATIONS:
+        if metric_agg not in AGGREGATIONS:
             raise InvalidArgument(
-                f"metric_agg {metric_agg!r}: use one of {', '.join(METRIC_AGGREGATIONS)}"
+                f"metric_agg {metric_agg!r}: use one of {', '.join(AGGREGATIONS)}"
             )
         search = {
             "type": "bayesian",

@@ -14,24 +14,13 @@ import logging
 import math
 
 from ..errors import Conflict
+from ..metric_scores import score
 from ..models import Run, RunAction, RunKind, RunSpec, Status
 from ..search_spec import ParamSpec, SearchSpec, Value, substitute
 from ..store.metrics import MetricStore
 from ..store.repository import ActiveRun, RunStore
 
 log = logging.getLogger(__name__)
-
-
-def aggregate(values: list[float], how: str) -> float | None:
-    if not values:
-        return None
-    if how == "min":
-        return min(values)
-    if how == "max":
-        return max(values)
-    if how == "avg":
-        return sum(values) / len(values)
-    return values[-1]
 
 
 class SearchDriver:
@@ -107,7 +96,7 @@ class SearchDriver:
         values = [
             r["value"] for r in sorted(rows, key=lambda r: r["index"]) if r["value"] is not None
         ]
-        return aggregate(values, spec.metric_agg)
+        return score(values, spec.metric_agg)
 
     def _propose(self, search_id: int, spec: SearchSpec, runs: list[Run], number: int):
         """The next point of a bayesian search: Optuna's TPE told every finished run (its

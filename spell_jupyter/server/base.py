@@ -110,9 +110,13 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
     run_in_path = False  # whether the first path argument is a run's ID
     run_holder: TokenHolder | None = None  # the run whose token called (None: a Jupyter user)
 
-    def bears_run_token(self) -> bool:
+    def bearer_token(self) -> str:
+        """The token of the Authorization header ('' when there is none)."""
         scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() in ("token", "bearer") and token.strip().startswith("spellrun-")
+        return token.strip() if scheme.lower() in ("token", "bearer") else ""
+
+    def bears_run_token(self) -> bool:
+        return self.bearer_token().startswith("spellrun-")
 
     def check_xsrf_cookie(self) -> None:
         """A run's token is a header, never a cookie: no cross-site request can carry it."""
@@ -121,12 +125,9 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
         return super().check_xsrf_cookie()
 
     async def authorize_run_token(self, method: str, args: tuple) -> None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
+        token = self.bearer_token()
         access: RunAccess = self.settings["spell_run_access"]
-        holder = None
-        if scheme.lower() in ("token", "bearer") and token.strip():
-            holder = await self.call(access.holder, token.strip())
+        holder = await self.call(access.holder, token) if token else None
         if holder is None:
             raise Forbidden(
                 "a run's token (SPELL_TOKEN inside a run) is taken while its run is active; "

@@ -66,13 +66,12 @@ class MetricsManager:
         self.wake = wake  # tells the engine of a stop request
         self.signals = MetricSignals()
         metrics.listeners.append(self.signals.notify)
-        self._conditions: dict[int, list[StopCondition]] = {}  # per run, parsed once
 
     def send(self, run_id: int, batch: SendMetrics) -> int:
         """Store a run's values (the run must be active); returns how many were sent."""
-        status = self.store.status_of(run_id)
-        if status.is_final:
-            raise Conflict(f"run {run_id} is {status.value}: it takes no more metrics")
+        run = self.store.get_run(run_id)  # its status and its stop conditions, in one read
+        if run.status.is_final:
+            raise Conflict(f"run {run_id} is {run.status.value}: it takes no more metrics")
         reserved = [m.name for m in batch.metrics if m.name.startswith(HARDWARE_METRIC_PREFIX)]
         if reserved:
             raise InvalidInput(
@@ -81,19 +80,13 @@ class MetricsManager:
             )
         now = datetime.now(timezone.utc)
         points = [MetricPoint(m.name, m.value, m.index, m.timestamp or now) for m in batch.metrics]
-        conditions = self._conditions_of(run_id)
+        conditions = [parse_stop_condition(c) for c in run.spec.stop_conditions]
         watched = {name for c in conditions for name in c.metrics}
         before = self.metrics.latest(run_id, watched & {p.name for p in points}) if watched else {}
         stored = self.metrics.append(run_id, points)
         if conditions:
             self._check(run_id, conditions, before, stored)
         return len(points)
-
-    def _conditions_of(self, run_id: int) -> list[StopCondition]:
-        if run_id not in self._conditions:
-            spec = self.store.get_run(run_id).spec
-            self._conditions[run_id] = [parse_stop_condition(c) for c in spec.stop_conditions]
-        return self._conditions[run_id]
 
     def _check(
         self,
@@ -129,9 +122,6 @@ class MetricsManager:
         with contextlib.suppress(Conflict):  # it ended meanwhile
             self.store.request_action(run_id, RunAction.STOP)
         self.wake()
-
-    def forget(self, run_id: int) -> None:
-        self._conditions.pop(run_id, None)
 
     def summary(self, run_id: int) -> list[dict]:
         self.store.status_of(run_id)  # 404 for an unknown run
