@@ -13,3 +13,10 @@ def _jupyter_server_extension_points() -> list[dict]:
     from .server.app import SpellJupyter
 
     return [{"module": "spell_jupyter.server.app", "app": SpellJupyter}]
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext spell_jupyter`: the `%spell_run` and `%%spell` magics."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)

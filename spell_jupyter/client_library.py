@@ -8,12 +8,16 @@ import importlib.util
 import os
 from pathlib import Path
 
+# The client is standard library only; cloudpickle (pure Python) comes along so that `%%spell`
+# cells unpickle their inputs with the very version that pickled them.
+CLIENT_PACKAGES = ("spell", "spell_jupyter", "cloudpickle")
+
 
 def client_packages() -> dict[str, Path]:
-    """The folders of the packages a run imports the client from (`spell`, `spell_jupyter`):
-    the client itself is standard library only."""
+    """The folders of the packages a run imports the client from (`spell`, `spell_jupyter`)
+    and cloudpickle."""
     found = {}
-    for name in ("spell", "spell_jupyter"):
+    for name in CLIENT_PACKAGES:
         spec = importlib.util.find_spec(name)  # where it is, without importing it
         if spec is None or spec.origin is None:
             raise ModuleNotFoundError(f"the package {name} is not installed here")

@@ -229,3 +229,28 @@ def s3_server():
     fsspec.config.conf["s3"] = saved
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def lab(home):
+    from helpers import Lab
+
+    started: list[Lab] = []
+
+    def start(*args: str) -> Lab:
+        started.append(Lab(home, *args))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.stop()
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """In-process servers export SPELL_HOME (and PYTHONSTARTUP) for their kernels: no test
+    sees what an earlier one left."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

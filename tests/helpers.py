@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 
 def wait_for_line(run, prefix: str) -> str:
@@ -48,3 +53,73 @@ def configured_server(serve, tmp_path, env: dict | None = None, **spell_config):
         json.dumps({"SpellJupyter": spell_config})
     )
     return serve(JUPYTER_CONFIG_DIR=str(config_dir), SPELL_CONCURRENCY_LIMIT="8", **(env or {}))
+
+
+LAB_TOKEN = "lab-token-for-tests"
+
+
+class Lab:
+    """A `jupyter server` process with the Spell extension enabled, as JupyterLab runs it."""
+
+    def __init__(self, home, *args: str):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = home.path.parent / f"lab-{self.port}.log"
+        argv = [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={LAB_TOKEN}",
+            "--ServerApp.allow_root=True",
+            "--ServerApp.jpserver_extensions=spell_jupyter=True",
+            f"--ServerApp.root_dir={home.path.parent}",
+            "--no-browser",
+            *args,
+        ]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv, env=home.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        self._wait_listening()
+
+    def _wait_listening(self) -> None:
+        """Until Jupyter has written its runtime file (it does so once it listens)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            if "is running at" in self.output() or "Jupyter Server" in self.output():
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise AssertionError(f"jupyter server did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def spell_api(self) -> int:
+        """The status of GET /spell/api/v1/ on this server."""
+        from spell_jupyter.client.errors import APIError
+        from spell_jupyter.client.transport import Transport
+
+        try:
+            Transport(self.url, LAB_TOKEN).request("GET", "")
+            return 200
+        except APIError as exc:
+            return exc.status_code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -112,6 +112,11 @@ class ImageBuilder(ABC):
     @abstractmethod
     def has_image(self, image: str) -> bool: ...
 
+    def image_id(self, image: str) -> str | None:
+        """The content ID of a local image (None when absent or unknown): environments built
+        FROM it are named after it, so a rebuilt base image gets new environments."""
+        return None
+
     @abstractmethod
     def pull_image(self, image: str, on_line: Callable[[str], None]) -> None: ...
 

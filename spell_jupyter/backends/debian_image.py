@@ -18,7 +18,8 @@ from pathlib import Path
 
 DEFAULT_TAG = "spell/base:bookworm-py311"
 DEFAULT_SUITE = "bookworm"
-# python-is-python3 makes `python` what every Spell example runs; python3-pip brings `pip`.
+# python-is-python3 makes `python` what every Spell example runs; python3-pip brings `pip`;
+# ipykernel, nbclient and nbconvert execute notebooks as runs (`spell run nb.ipynb`).
 PACKAGES = (
     "python3",
     "python-is-python3",
@@ -26,6 +27,9 @@ PACKAGES = (
     "python3-venv",
     "git",
     "ca-certificates",
+    "python3-ipykernel",
+    "python3-nbclient",
+    "python3-nbconvert",
 )
 RECIPE_LABEL = "org.spell-jupyter.base-recipe"
 
@@ -93,6 +97,7 @@ def build_rootfs(
         "--variant=minbase",
         f"--include={','.join(PACKAGES)}",
         "--dpkgopt=force-unsafe-io",
+        '--aptopt=APT::Install-Recommends "false"',
         f"--customize-hook={hook}",
         suite,
         str(tarball),

@@ -129,6 +129,14 @@ class DockerBackend(HostBackend, ImageBuilder):
         except docker.errors.ImageNotFound:
             return False
 
+    def image_id(self, image: str) -> str | None:
+        import docker.errors
+
+        try:
+            return self.client.images.get(image).id
+        except docker.errors.ImageNotFound:
+            return None
+
     def pull_image(self, image: str, on_line: Callable[[str], None]) -> None:
         try:
             for event in self.client.api.pull(image, stream=True, decode=True):

@@ -8,10 +8,10 @@ import sys
 import click
 
 from ..metric_scores import AGGREGATIONS, score
+from ..run_text import ago, format_status, shorten, table
 from .connect import client
 from .group import cli
 from .metrics import write_metrics_csv
-from .render import ago, format_status, shorten, table
 from .run_options import command_text, run_arguments, run_options
 
 PLACEHOLDER = re.compile(r":([A-Za-z_][A-Za-z0-9_]*):")

@@ -8,9 +8,9 @@ from datetime import datetime
 
 import click
 
+from ..run_text import table
 from .connect import client
 from .group import cli
-from .render import table
 
 CSV_COLUMNS = ("run_id", "metric_name", "timestamp", "index", "value")
 

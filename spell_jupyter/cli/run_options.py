@@ -165,6 +165,9 @@ def command_text(command: tuple[str, ...] | str) -> str:
     return text
 
 
+NO_CODE_NOTE = "Not in a git repository: the run has no code (-f: run without this note)."
+
+
 def code_folder(github_url: str | None, commit_ref: str | None, force: bool) -> str | None:
     """The folder whose repository is the run's code: the current one inside git; outside,
     none (asked first on a terminal unless --force)."""
@@ -176,7 +179,9 @@ def code_folder(github_url: str | None, commit_ref: str | None, force: bool) -> 
         return os.getcwd()
     if commit_ref:
         raise click.ClickException("--commit-ref needs a git repository: run from inside one")
-    if not force and sys.stdin.isatty():
+    if force:
+        return None
+    if sys.stdin.isatty():
         click.confirm(
             "Could not find a git repository, so no code will be available in the run. "
             "Continue anyway?",
@@ -184,7 +189,7 @@ def code_folder(github_url: str | None, commit_ref: str | None, force: bool) -> 
             abort=True,
         )
     else:
-        click.echo("Not in a git repository: the run has no code.", err=True)
+        click.echo(NO_CODE_NOTE, err=True)
     return None
 
 

@@ -7,10 +7,10 @@ import sys
 
 import click
 
+from ..run_text import LogPrinter, ago, format_status, run_summary, shorten, table
 from ..status import FINAL_STATUSES, RunKind, Status
 from .connect import client
 from .group import cli
-from .render import LogPrinter, ago, format_status, run_summary, shorten, table
 from .run_options import command_text, run_arguments, run_options
 
 HIDDEN_KINDS = (RunKind.WORKSPACE, RunKind.KERNEL)  # shown by `ps` only when asked for

@@ -6,9 +6,9 @@ import sys
 
 import click
 
+from ..run_text import ago, format_status, shorten, table
 from .connect import client
 from .group import cli
-from .render import ago, format_status, shorten, table
 from .run_options import command_text, run_arguments, run_options
 from .runs import follow_new_run
 

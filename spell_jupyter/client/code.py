@@ -26,6 +26,7 @@ class LocalCode:
     subdir: str  # where the user is, relative to the repository's top
     untracked: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    with_changes: bool = False  # HEAD plus the working tree's changes (no --commit-ref)
 
     @property
     def cwd(self) -> str:
@@ -82,6 +83,7 @@ def read_code(folder: str | os.PathLike[str], commit_ref: str | None = None) -> 
         subdir="" if subdir == "." else subdir,
         untracked=sorted(repo.untracked_files),
         warnings=_warnings(root, commit),
+        with_changes=commit_ref is None,
     )
 
 
@@ -111,3 +113,28 @@ def _folder_name(name: str) -> str:
 
 def blob_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def holds_file(code: LocalCode | None, path: Path) -> bool:
+    """Whether the run made from `code` has the file at local `path`: in its commit, or (for
+    HEAD) added to git since (the patch carries it). Untracked and ignored files are not."""
+    import git
+
+    if code is None:
+        return False
+    try:
+        rel = path.resolve().relative_to(code.root).as_posix()
+    except ValueError:
+        return False
+    repo = git.Repo(code.root)
+    if code.with_changes:
+        try:
+            repo.git.ls_files("--error-unmatch", "--", rel)
+            return True
+        except git.GitCommandError:
+            return False
+    try:
+        repo.commit(code.commit).tree / rel
+        return True
+    except KeyError:
+        return False

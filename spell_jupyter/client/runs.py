@@ -7,12 +7,15 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..status import FINAL_STATUSES, Status
 from ..stop_conditions import parse_stop_conditions
+from .code import holds_file
 from .environment import read_text_file, top_level_packages
 from .errors import InvalidArgument, UnsupportedArgument, WaitError
+from .notebooks import prepare_notebook, shipped_name
 from .transport import STREAM_TIMEOUT, quote_segment
 
 if TYPE_CHECKING:
@@ -137,6 +140,12 @@ class Run:
     def gpu(self) -> str | None:
         """The GPU model of the run's machine type (None for CPU types), as Spell's `gpu`."""
         return self._client.machine_type_gpus().get(self.machine_type)
+
+    def _repr_html_(self) -> str:
+        """The run as a table in a notebook (any HTML frontend)."""
+        from .run_html import run_html
+
+        return run_html(self)
 
     def __str__(self) -> str:
         labels = f" [{', '.join(self.labels)}]" if self.labels else ""
@@ -382,11 +391,41 @@ class RunsService:
             if cwd is not None or commit_ref or commit_hash or github_url:
                 raise InvalidArgument("commit_label names the code: leave out cwd/commit_ref")
             body["commit_label"] = commit_label
-        warnings: list[str] = []
+        local_code = self._read_code(cwd, commit_ref or commit_hash, github_url)
         body["code"], body["cwd"], warnings = self.code(
-            cwd, commit_ref or commit_hash, github_url, github_ref
+            cwd, commit_ref or commit_hash, github_url, github_ref, local_code
         )
+        notebook = prepare_notebook(
+            command, Path(cwd or "."), lambda path: holds_file(local_code, path)
+        )
+        if notebook is not None:
+            body["command"] = notebook.command
+            warnings += notebook.warnings
+            if notebook.shipped:
+                body["mounts"].append(
+                    {"resource": self._ship(notebook.local), "path": notebook.path}
+                )
         return body, warnings
+
+    def _ship(self, local: Path) -> str:
+        """Send a file the run needs and its code lacks (once per content): its SpellFS path."""
+        from .errors import APIError
+
+        name = shipped_name(local.read_bytes(), local.name)
+        try:
+            return self._client.resources.upload(local, name=name).path
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: that content was sent before
+                raise
+            return f"uploads/{name}"
+
+    @staticmethod
+    def _read_code(folder: str | None, commit_ref: str | None, url: str | None):
+        if url or (folder is None and not commit_ref):
+            return None
+        from .code import read_code
+
+        return read_code(folder or ".", commit_ref)
 
     def _create(self, body: dict, warnings: list[str]) -> Run:
         run = Run(self._client, self._client.transport.json("POST", "runs", json=body))
@@ -394,9 +433,15 @@ class RunsService:
         return run
 
     def code(
-        self, folder: str | None, commit_ref: str | None, url: str | None, ref: str | None
+        self,
+        folder: str | None,
+        commit_ref: str | None,
+        url: str | None,
+        ref: str | None,
+        local=False,
     ) -> tuple[dict | None, str, list[str]]:
-        """(the spec's code, the run's starting folder, warnings for the user)."""
+        """(the spec's code, the run's starting folder, warnings for the user); `local` is the
+        LocalCode already read, when it was."""
         if url:
             if folder is not None or commit_ref:
                 raise InvalidArgument("github_url clones its own code: leave out cwd/commit_ref")
@@ -408,9 +453,8 @@ class RunsService:
             raise InvalidArgument("github_ref needs github_url")
         if folder is None and not commit_ref:
             return None, "", []
-        from .code import read_code
-
-        local = read_code(folder or ".", commit_ref)
+        if local is False:
+            local = self._read_code(folder, commit_ref, url)
         if local is None:
             if commit_ref:
                 raise InvalidArgument(f"{folder or '.'} is not in a git repository")

@@ -2,7 +2,8 @@
 
 Built on the standard library's http.client, not requests: every `spell` command pays the
 client's import time, and requests (with urllib3) costs about 65 ms of it; this costs 15.
-Plain requests share one keep-alive connection; each stream gets a connection of its own.
+Plain requests share one keep-alive connection per thread (a client may serve a notebook's
+widgets from background threads); each stream gets a connection of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
@@ -87,7 +89,15 @@ class Transport:
         self.timeout = timeout
         self.token = token
         self.headers = {"Authorization": f"token {token}", "Accept": "application/json"}
-        self._shared: http.client.HTTPConnection | None = None
+        self._local = threading.local()  # each thread keeps its own keep-alive connection
+
+    @property
+    def _shared(self) -> http.client.HTTPConnection | None:
+        return getattr(self._local, "connection", None)
+
+    @_shared.setter
+    def _shared(self, connection: http.client.HTTPConnection | None) -> None:
+        self._local.connection = connection
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{API_PREFIX}/{path.lstrip('/')}"

@@ -111,10 +111,11 @@ class BuildContext:
 
     dockerfile: str
     files: dict[str, bytes] = field(default_factory=dict)
+    base_id: str = ""  # the FROM image's content ID, where known
 
     @property
     def tag(self) -> str:
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(self.base_id.encode())
         for name, data in sorted({"Dockerfile": self.dockerfile.encode(), **self.files}.items()):
             digest.update(f"{name}\0{len(data)}\0".encode())
             digest.update(data)

@@ -15,6 +15,8 @@ run's output is moved by a LogPump of its own.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 import signal
@@ -754,9 +756,15 @@ class RunEngine(LoggingConfigurable):
     def _environment_of(self, run: ActiveRun) -> Environment:
         """The run's environment, worked out (CA files read, context hashed) once per run."""
         if run.id not in self._environments:
-            self._environments[run.id] = environment_for(
+            environment = environment_for(
                 run.spec, self.frameworks, self.ca_files, self.pip_installer
             )
+            images = self.backend.images
+            if environment.context is not None and images is not None:
+                base_id = images.image_id(environment.base_image) or ""
+                context = dataclasses.replace(environment.context, base_id=base_id)
+                environment = dataclasses.replace(environment, context=context)
+            self._environments[run.id] = environment
         return self._environments[run.id]
 
     def _prepare(self, run_id: int, environment: Environment) -> bool | None:

@@ -176,6 +176,13 @@ class SpellJupyter(ExtensionApp):
         "is read from the machine (CPU count, /proc/meminfo, nvidia-smi)",
     ).tag(config=True)
 
+    autoload_magics = Bool(
+        False,
+        help="Load the %spell_run and %%spell magics into every IPython kernel this Jupyter "
+        "server starts (as `%load_ext spell_jupyter` does), through the kernels' "
+        "PYTHONSTARTUP; a PYTHONSTARTUP of your own still runs after it",
+    ).tag(config=True)
+
     @property
     def is_spell_server(self) -> bool:
         """Whether this is `spell server` (this extension started its own Jupyter server), not
@@ -251,6 +258,7 @@ class SpellJupyter(ExtensionApp):
             self.serverapp.web_app.settings, self.engine.run_api_dir, IOLoop.current()
         )
         self.engine.leading_hooks.append(self.run_socket.open)
+        self._share_with_kernels(home)
         self.engine.start()
         if self.server_info is not None:
             self.server_info.write(
@@ -258,6 +266,18 @@ class SpellJupyter(ExtensionApp):
                 token=self.serverapp.identity_provider.token,
                 version=__version__,
             )
+
+    def _share_with_kernels(self, home: Path) -> None:
+        """Kernels and terminals this server starts inherit its environment: they find this
+        server's data directory (one `spell ps` everywhere) and, when asked, the magics."""
+        os.environ["SPELL_HOME"] = str(home)
+        if not self.autoload_magics:
+            return
+        startup = str(Path(__file__).parents[1] / "notebook" / "kernel_startup.py")
+        previous = os.environ.get("PYTHONSTARTUP", "")
+        if previous != startup:
+            os.environ["SPELL_PREVIOUS_PYTHONSTARTUP"] = previous
+            os.environ["PYTHONSTARTUP"] = startup
 
     def _load_home_config(self, home: Path) -> None:
         """Apply the data directory's config.json under this server's own config files and

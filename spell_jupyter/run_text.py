@@ -1,12 +1,13 @@
-"""How runs and logs look in a terminal, Spell-style (✨ Building… done)."""
+"""How runs and logs look as text, Spell-style (✨ Building… done): in a terminal and in a notebook
+cell alike."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from ..humanize import format_duration
-from ..status import Status
+from .humanize import format_duration
+from .status import Status
 
 PROGRESS = tuple(
     s.value

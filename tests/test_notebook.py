@@ -1,0 +1,264 @@
+"""The notebook face, through a real Jupyter server with the extension and a real IPython kernel
+it started: the magics stream a run's logs into the cell, `%%spell` moves variables both ways,
+the header's Stop button stops a run, the client in the kernel uses the same store as `spell`,
+and every bad input is one clear line in the cell with no run made."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from helpers import LAB_TOKEN
+
+
+@dataclass
+class Executed:
+    status: str
+    messages: list[dict] = field(default_factory=list)
+    reply: dict = field(default_factory=dict)
+
+    @property
+    def stdout(self) -> str:
+        return self._stream("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self._stream("stderr")
+
+    def _stream(self, name: str) -> str:
+        return "".join(
+            m["content"]["text"]
+            for m in self.messages
+            if m["msg_type"] == "stream" and m["content"]["name"] == name
+        )
+
+    @property
+    def error(self) -> dict | None:
+        errors = [m["content"] for m in self.messages if m["msg_type"] == "error"]
+        return errors[-1] if errors else None
+
+    def of_type(self, *kinds: str) -> list[dict]:
+        return [m for m in self.messages if m["msg_type"] in kinds]
+
+
+class Kernel:
+    """A python3 kernel started by `lab` through its REST API (as JupyterLab starts one for a
+    notebook in `path`), driven by a kernel client on its connection file."""
+
+    def __init__(self, lab, home, path: str = ""):
+        from jupyter_client import BlockingKernelClient
+
+        self.lab = lab
+        body = json.dumps({"name": "python3", "path": path}).encode()
+        self.id = self._api("POST", "api/kernels", body)["id"]
+        runtime = Path(home.env["JUPYTER_RUNTIME_DIR"])
+        self.client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{self.id}.json"))
+        self.client.load_connection_file()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def _api(self, method: str, path: str, body: bytes | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.lab.url}{path}",
+            data=body,
+            method=method,
+            headers={"Authorization": f"token {LAB_TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data = response.read()
+        return json.loads(data) if data else {}
+
+    def run(self, code: str, on_message=None, timeout: float = 240) -> Executed:
+        done = Executed("")
+
+        def hook(msg: dict) -> None:
+            done.messages.append(msg)
+            if on_message is not None:
+                on_message(msg)
+
+        reply = self.client.execute_interactive(code, output_hook=hook, timeout=timeout)
+        done.status = reply["content"]["status"]
+        done.reply = reply["content"]
+        return done
+
+    def click(self, model_id: str) -> None:
+        """What a frontend sends when a Button widget is clicked."""
+        message = self.client.session.msg(
+            "comm_msg",
+            {"comm_id": model_id, "data": {"method": "custom", "content": {"event": "click"}}},
+        )
+        self.client.shell_channel.send(message)
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self._api("DELETE", f"api/kernels/{self.id}")
+
+
+@pytest.fixture
+def kernel_of(home, lab):
+    """kernel_of(*lab_args) -> a kernel of a new Lab on `home`."""
+    kernels: list[Kernel] = []
+
+    def start(*lab_args: str, path: str = "") -> Kernel:
+        kernels.append(Kernel(lab(*lab_args), home, path))
+        return kernels[-1]
+
+    yield start
+    for kernel in kernels:
+        kernel.close()
+
+
+def assert_usage_error(done: Executed, *fragments: str) -> None:
+    """One clear line in the cell: IPython's UsageError, no traceback of our code."""
+    assert done.status == "error", done.messages
+    assert done.reply["ename"] == "UsageError", done.reply
+    assert done.error is None and "Traceback" not in done.stderr, done.messages
+    assert "UsageError: " in done.stderr, done.stderr
+    for fragment in fragments:
+        assert fragment in done.reply["evalue"], done.reply["evalue"]
+
+
+def test_magics_stream_logs_move_variables_and_share_the_store(home, kernel_of, tmp_path):
+    kernel = kernel_of()
+    assert kernel.run("%load_ext spell_jupyter").status == "ok"
+
+    # the first line reaches the cell while the run still runs: the run waits for a file the
+    # test creates only once it has seen that line
+    gate = tmp_path / "gate"
+
+    def open_gate(msg: dict) -> None:
+        if msg["msg_type"] == "stream" and "first line" in msg["content"]["text"]:
+            gate.touch()
+
+    command = (
+        f'echo first line; while [ ! -e {gate} ]; do sleep 0.05; done; echo "\\033[31mred\\033[0m"'
+    )
+    done = kernel.run(f"r = %spell_run '{command}'\nprint(r.id, r.status)", on_message=open_gate)
+    assert done.status == "ok", done.messages
+    assert gate.exists()
+    assert "first line\n" in done.stdout and "\x1b[31mred\x1b[0m" in done.stdout
+    assert done.stdout.rstrip().endswith("1 complete")
+    header = done.of_type("display_data")[0]["content"]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in header
+    assert header["text/plain"].startswith("Run 1 · ")  # for frontends without widgets
+    assert "outputs: runs/1" in header["text/plain"]
+
+    done = kernel.run("%%spell --out y\ny = 6 * 7\nprint('in the run', y)")
+    assert done.status == "ok", done.messages
+    assert "in the run 42" in done.stdout
+    assert kernel.run("print(y == 42)").stdout == "True\n"
+
+    # --in: variables go the other way; files the cell writes are the run's outputs
+    kernel.run("import collections\npoint = collections.Counter(a=2)")
+    done = kernel.run(
+        "%%spell --in point --out total\n"
+        "total = point['a'] * 10\nopen('written.txt', 'w').write('x')"
+    )
+    assert done.status == "ok", done.messages
+    assert kernel.run("print(total)").stdout == "20\n"
+    listing = home.spell("ls", "runs/3")
+    assert "written.txt" in listing.stdout, listing.stdout
+
+    # the kernel's client and `spell ps` in a terminal see the same runs
+    seen = kernel.run(
+        "import spell.client\nprint([r.id for r in spell.client.from_environment().runs.list()])"
+    )
+    assert seen.stdout == "[3, 2, 1]\n", seen.messages
+    ps = home.spell("ps")
+    assert [line.split()[0] for line in ps.stdout.splitlines()[1:]] == ["1", "2", "3"]
+
+
+def test_bad_input_is_one_clear_line_and_makes_no_run(home, kernel_of, tmp_path):
+    kernel = kernel_of()
+    kernel.run("%load_ext spell_jupyter")
+    (tmp_path / "notes.txt").write_text("not a notebook")
+    cases = [
+        ("%spell_run --no-such-flag echo hi", ["No such option '--no-such-flag'"]),
+        ("%spell_run -t NoSuchType echo hi", ["NoSuchType"]),
+        ("%spell_run", ["give a command to run"]),
+        ("%spell_run 'unclosed", ["No closing quotation"]),
+        ("%%spell\n   \n", ["the cell is empty"]),
+        ("%%spell --in nothing_here\nprint(1)", ["--in nothing_here: no such variable"]),
+        ("import threading\nlock = threading.Lock()", None),
+        ("%%spell --in lock\nprint(lock)", ["lock (lock) cannot be pickled"]),
+        ("%%spell --out y -b\ny = 1", ["leave out -b"]),
+        ("%%spell --out 'not-a-name'\ny = 1", ["--out takes variable names"]),
+        ("%spell_run missing.ipynb", ["notebook missing.ipynb does not exist"]),
+        ("%spell_run notes.txt.ipynb", ["does not exist"]),
+        ("%spell_run nb.ipynb --param x", ["after the notebook nb.ipynb come only parameters"]),
+        ("%spell_run --distributed 2 echo hi", ["`--distributed` is not supported yet"]),
+    ]
+    failures = []
+    for code, fragments in cases:
+        done = kernel.run(code)
+        try:
+            if fragments is None:
+                assert done.status == "ok"
+            else:
+                assert_usage_error(done, *fragments)
+        except AssertionError as exc:
+            failures.append(f"{code!r}: {exc}")
+    assert not failures, "\n".join(failures)
+    (tmp_path / "fake.ipynb").write_text("{not json")
+    assert_usage_error(kernel.run("%spell_run fake.ipynb"), "fake.ipynb is not a notebook")
+    # a cell whose --out variable the code never sets: the run fails, saying which
+    done = kernel.run("%%spell --out never_set\nx = 1")
+    assert_usage_error(done, "ended failed", "never_set not brought back")
+    assert "the cell did not set never_set" in done.stderr
+    runs = home.spell("ps", "--json")
+    assert [r["command"] for r in json.loads(runs.stdout)] == [
+        "python -m spell_jupyter.notebook.cell_runner .spell-cell"
+    ]
+
+
+def test_no_server_says_how_to_start_one(home, tmp_path):
+    """A kernel whose data directory no server serves (a plain IPython here)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from IPython.testing.globalipapp import start_ipython\n"
+        "ip = start_ipython()\n"
+        "ip.run_line_magic('load_ext', 'spell_jupyter')\n"
+        "try:\n"
+        "    ip.run_line_magic('spell_run', 'echo hi')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=home.env, capture_output=True, text=True, timeout=120
+    )
+    assert "UsageError no Spell server is running" in done.stdout, done.stdout + done.stderr
+    assert "start one with `spell server`, or start JupyterLab" in done.stdout
+
+
+def test_the_header_stop_button_stops_the_run(home, kernel_of):
+    kernel = kernel_of()
+    kernel.run("%load_ext spell_jupyter")
+    done = kernel.run("r = %spell_run -b 'sleep 600'")
+    assert done.status == "ok", done.messages
+    buttons = {
+        m["content"]["data"]["state"].get("description"): m["content"]["comm_id"]
+        for m in done.of_type("comm_open")
+        if m["content"]["data"]["state"].get("_model_name") == "ButtonModel"
+    }
+    assert set(buttons) >= {"Stop", "Kill"}
+    client = home.client()
+    client.runs.get(1).wait_status(client.runs.RUNNING, timeout=60)
+    kernel.click(buttons["Stop"])
+    run = client.runs.get(1)
+    run.wait_status(*client.runs.FINAL, timeout=60)
+    assert run.status == "stopped"
+
+
+def test_autoload_magics_in_kernels_of_a_configured_server(home, kernel_of, tmp_path):
+    mine = tmp_path / "my_startup.py"
+    mine.write_text("MY_STARTUP_RAN = True\n")
+    home.env["PYTHONSTARTUP"] = str(mine)
+    kernel = kernel_of("--SpellJupyter.autoload_magics=True")
+    done = kernel.run("r = %spell_run -b true\nprint(MY_STARTUP_RAN, r.id)")
+    assert done.status == "ok", done.messages
+    assert done.stdout == "True 1\n"
