@@ -262,3 +262,31 @@ def test_autoload_magics_in_kernels_of_a_configured_server(home, kernel_of, tmp_
     done = kernel.run("r = %spell_run -b true\nprint(MY_STARTUP_RAN, r.id)")
     assert done.status == "ok", done.messages
     assert done.stdout == "True 1\n"
+
+
+@pytest.mark.docker
+def test_cells_run_in_containers_with_the_kernels_cloudpickle(tmp_path):
+    """On Docker the cell's variables cross into an image that has no cloudpickle of its own:
+    the kernel's travels with the client."""
+    from conftest import docker_env, make_home
+    from helpers import Lab
+
+    docker_home = make_home(tmp_path, **docker_env())
+    the_lab = Lab(docker_home)
+    kernel = Kernel(the_lab, docker_home)
+    try:
+        kernel.run("%load_ext spell_jupyter\nsquare = lambda v: v * v")
+        done = kernel.run("%%spell --in square --out result\nresult = square(7)")
+        assert done.status == "ok", done.stderr
+        assert kernel.run("print(result)").stdout == "49\n"
+        # a kernel of another Python than the image's: said so, not a crash
+        kernel.run(
+            "import spell_jupyter.notebook.cells as cells\n"
+            "cells.sys = type('FakeSys', (), {'version_info': (3, 99)})"
+        )
+        done = kernel.run("%%spell --out z\nz = 1")
+        assert "the notebook's kernel runs Python 3.99" in done.stderr, done.stderr
+        assert_usage_error(done, "ended failed")
+    finally:
+        kernel.close()
+        the_lab.stop()

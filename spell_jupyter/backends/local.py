@@ -228,6 +228,11 @@ class LocalBackend(HostBackend):
         # The run sees only the GPUs the scheduler gave it (none for CPU machine types).
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, request.gpu_indices))
         env["PYTHONUNBUFFERED"] = "1"
+        # `python` is the Python environment Jupyter runs in, as in a notebook's `!python`,
+        # even for a server started without activating it
+        bin_dir = os.path.dirname(sys.executable)
+        if env.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+            env["PATH"] = os.pathsep.join(p for p in (bin_dir, env.get("PATH")) if p)
         socket_dir = request.api.socket_dir if request.api else ""
         library = str(link_client_packages(self.home / "client-lib"))
         env.update(
