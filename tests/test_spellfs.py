@@ -18,6 +18,7 @@ from fsspec.tests.abstract import (
     AbstractPutTests,
 )
 
+from spell_jupyter.client.spellfs import SpellApiFileSystem
 from spell_jupyter.fs.paths import BadPath
 from spell_jupyter.fs.spellfs import ReadOnlyPath, SpellFileSystem
 
@@ -32,10 +33,46 @@ def spellfs(request, tmp_path) -> SpellFileSystem:
     return SpellFileSystem(f"s3://{bucket}/team", skip_instance_cache=True)
 
 
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory):
+    """One `spell server` for the suites over the REST API (its store outlives each test; the
+    suites remove what they make)."""
+    from conftest import make_home
+
+    home = make_home(tmp_path_factory.mktemp("api"))
+    home.start_server()
+    yield home
+    home.spell("server", "stop")
+
+
+@pytest.fixture(params=["local", "s3", "api"])
+def suite_fs(request, tmp_path):
+    """SpellFS on a local root, on an S3 root, and over a server's REST API."""
+    if request.param != "api":
+        yield request.getfixturevalue("spellfs_" + request.param)
+        return
+    home = request.getfixturevalue("api_server")
+    fs = SpellApiFileSystem(home.client())
+    yield fs
+    if fs.exists("uploads/abstract"):
+        fs.rm("uploads/abstract", recursive=True)
+
+
+@pytest.fixture
+def spellfs_local(tmp_path) -> SpellFileSystem:
+    return SpellFileSystem(str(tmp_path / "root"), skip_instance_cache=True)
+
+
+@pytest.fixture
+def spellfs_s3(s3_server) -> SpellFileSystem:
+    bucket = s3_server.new_bucket(f"spellfs-{uuid.uuid4().hex[:12]}")
+    return SpellFileSystem(f"s3://{bucket}/team", skip_instance_cache=True)
+
+
 class SpellFixtures(AbstractFixtures):
     @pytest.fixture
-    def fs(self, spellfs):
-        return spellfs
+    def fs(self, suite_fs):
+        return suite_fs
 
     @pytest.fixture
     def fs_join(self):
@@ -46,8 +83,8 @@ class SpellFixtures(AbstractFixtures):
         return "uploads/abstract"
 
     @pytest.fixture
-    def supports_empty_directories(self, spellfs):
-        return spellfs.is_local
+    def supports_empty_directories(self, suite_fs):
+        return getattr(suite_fs, "is_local", True)  # the API server's root is a local folder
 
 
 class TestSpellCopy(AbstractCopyTests, SpellFixtures):
@@ -71,12 +108,57 @@ class TestSpellPipe(AbstractPipeTests, SpellFixtures):
 
 
 def test_the_spell_protocol_is_registered(tmp_path):
+    (tmp_path / "root").mkdir()
     fs = fsspec.filesystem("spell", root=str(tmp_path / "root"))
     assert isinstance(fs, SpellFileSystem)
-    fs.pipe("uploads/a/b.txt", b"hi")
-    with fsspec.open("spell://uploads/a/b.txt", root=str(tmp_path / "root")) as f:
-        assert f.read() == b"hi"
-    assert (tmp_path / "root" / "uploads" / "a" / "b.txt").read_bytes() == b"hi"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fsspec.filesystem("spell", root=str(tmp_path / "nowhere"))
+
+
+def use_home(monkeypatch, home) -> None:
+    """This process as a kernel of `home`'s server sees it (SPELL_HOME, Jupyter's runtime)."""
+    for name in ("SPELL_HOME", "JUPYTER_RUNTIME_DIR"):
+        monkeypatch.setenv(name, home.env[name])
+    monkeypatch.delenv("SPELL_FS_ROOT", raising=False)
+    monkeypatch.delenv("SPELL_BASE_URL", raising=False)
+
+
+def test_spell_urls_read_a_local_store_directly(served, monkeypatch, tmp_path):
+    use_home(monkeypatch, served)
+    monkeypatch.setenv("HOME", str(tmp_path / "another-home"))
+    fs = fsspec.filesystem("spell")
+    assert isinstance(fs, SpellFileSystem)
+    assert fs.root_path == str(served.path / "fs")
+
+
+def test_spell_urls_go_through_the_api_when_the_store_is_not_here(
+    serve, s3_server, monkeypatch, tmp_path
+):
+    """A server whose SpellFS is a bucket this process has no settings for: pandas reads and
+    writes spell:// through the server's API, with the same paths and results."""
+    pd = pytest.importorskip("pandas")
+    bucket = s3_server.new_bucket(f"api-{uuid.uuid4().hex[:8]}")
+    home = serve(SPELL_FS_ROOT=f"s3://{bucket}/team", **s3_server.env)
+    use_home(monkeypatch, home)
+    fs = fsspec.filesystem("spell")
+    assert isinstance(fs, SpellApiFileSystem)
+    frame = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.5, 0.25, 0.125]})
+    frame.to_csv("spell://uploads/tables/loss.csv", index=False)
+    assert pd.read_csv("spell://uploads/tables/loss.csv").equals(frame)
+    assert fs.ls("uploads/tables", detail=False) == ["uploads/tables/loss.csv"]
+    assert fs.cat_file("uploads/tables/loss.csv", start=0, end=5) == b"epoch"
+    with pytest.raises(FileNotFoundError):
+        fs.ls("uploads/none")
+    with pytest.raises(PermissionError, match="read-only"):
+        fs.pipe_file("runs/1/x", b"no")
+    direct = SpellFileSystem(f"s3://{bucket}/team", skip_instance_cache=True)
+    assert direct.cat_file("uploads/tables/loss.csv") == fs.cat_file("uploads/tables/loss.csv")
+
+
+def test_no_server_and_no_store_is_an_error_not_an_empty_listing(home, monkeypatch):
+    use_home(monkeypatch, home)
+    with pytest.raises(FileNotFoundError, match="no Spell server runs for"):
+        fsspec.filesystem("spell")
 
 
 def test_root_lists_namespaces_and_links(spellfs):

@@ -16,7 +16,6 @@ run's output is moved by a LogPump of its own.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import os
 import signal

@@ -353,6 +353,17 @@ class SpellFileSystem(AbstractFileSystem):
 
     # -- what the engine and the server do -------------------------------------------------------
 
+    def local_folders(self) -> dict[str, str | None] | None:
+        """{root, public} when both lie in local folders (public None: inside the root), for
+        clients on this host that may read them directly; else None."""
+        if not self.is_local:
+            return None
+        if self.public_fs is self.root_fs:
+            return {"root": self.root_path, "public": None}
+        if isinstance(self.public_fs, LocalFileSystem):
+            return {"root": self.root_path, "public": self.public_path}
+        return None
+
     def local_path(self, path: str) -> Path | None:
         """Where a SpellFS path lies on this machine's disk, when the root is a local folder."""
         target_fs, target, _ = self._resolve(path)

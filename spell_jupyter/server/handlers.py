@@ -20,6 +20,7 @@ from .resource_handlers import (
     CodeBlobHandler,
     CodeBlobsHandler,
     DownloadHandler,
+    FileHandler,
     LinkHandler,
     LinksHandler,
     LocalTreeHandler,
@@ -50,6 +51,7 @@ class RootHandler(SpellHandler):
                 "leader": engine.is_leader,
                 "spell_server": self.settings.get("spell_is_spell_server", False),
                 "pid": os.getpid(),
+                "spellfs_folders": self.resources.fs.local_folders(),
             }
         )
 
@@ -368,6 +370,7 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/resources", ResourcesHandler),
     ("/resources/{path}", ResourceHandler),
     ("/download/{path}", DownloadHandler),
+    ("/files/{path}", FileHandler),
     ("/local/{path}", LocalTreeHandler),
     ("/uploads", UploadsHandler),
     ("/uploads/chunk", UploadChunkHandler),

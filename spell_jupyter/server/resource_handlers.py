@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import threading
 
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..errors import InvalidInput
 from ..models import BeginUpload, CommitUpload, CopyIntoUpload, LinkRequest
 from ..services.local_copies import CopyRange
 from ..services.run_access import Level
@@ -31,12 +33,67 @@ class ResourcesHandler(SpellHandler):
 
 
 class ResourceHandler(ResourcesHandler):
-    """One SpellFS path: list it, or remove it (uploads only)."""
+    """One SpellFS path: list it, make it a folder or remove it (uploads only)."""
+
+    @api
+    async def put(self, path: str):
+        await self.call(self.resources.mkdir, path)
+        self.set_status(204)
+        self.finish()
 
     @api
     async def delete(self, path: str):
         await self.call(self.resources.rm, path)
         self.set_status(204)
+        self.finish()
+
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) of a single `Range: bytes=A-B` within `size`; None for the whole
+    file; InvalidInput for what cannot be served (416 would hide the reason)."""
+    if not header:
+        return None
+    match = RANGE.fullmatch(header.strip())
+    if match is None or match.groups() == ("", ""):
+        raise InvalidInput(f"Range {header!r}: only one range, bytes=START-END, is served")
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        return max(0, size - int(last)), size
+    start, end = int(first), size if last == "" else min(size, int(last) + 1)
+    return start, max(start, end)
+
+
+class FileHandler(SpellHandler):
+    """One SpellFS file's bytes, whole or a range of them (Range: bytes=START-END)."""
+
+    run_tokens = {"get": Level.WORKFLOW}
+
+    @api
+    async def get(self, path: str):
+        loop = asyncio.get_running_loop()
+        opened, size = await self.call(self.resources.open_file, path)
+        try:
+            wanted = byte_range(self.request.headers.get("Range"), size)
+            start, end = wanted or (0, size)
+            if wanted is not None:
+                self.set_status(206)
+                self.set_header("Content-Range", f"bytes {start}-{max(start, end - 1)}/{size}")
+            self.set_header("Content-Type", "application/octet-stream")
+            self.set_header("Content-Length", str(end - start))
+            await loop.run_in_executor(None, opened.seek, start)
+            left = end - start
+            while left > 0:
+                chunk = await loop.run_in_executor(None, opened.read, min(TAR_CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                self.write(chunk)
+                await self.flush()
+        finally:
+            opened.close()
         self.finish()
 
 

@@ -75,6 +75,14 @@ class SpellFSManager:
         with spellfs_errors(self.fs.root_path):
             return [_file_info(e) for e in self.fs.ls(path, detail=True)]
 
+    def open_file(self, path: str) -> tuple[BinaryIO, int]:
+        """A SpellFS file opened for reading, and its size (InvalidInput for a folder)."""
+        with spellfs_errors(self.fs.root_path):
+            info = self.fs.info(path)
+            if info["type"] != "file":
+                raise InvalidInput(f"{self.fs.clean(path)} is a folder: list it, or download it")
+            return self.fs.open(path, "rb"), int(info.get("size") or 0)
+
     def check_path(self, path: str) -> None:
         """Raise InvalidInput/NotFound before a streamed response starts."""
         with spellfs_errors(self.fs.root_path):
@@ -98,6 +106,13 @@ class SpellFSManager:
         return {"name": posixpath.basename(clean), "root": str(local), "entries": tree(local)}
 
     # -- changing ---------------------------------------------------------------------------------
+
+    def mkdir(self, path: str) -> None:
+        """Make a folder (and its parents) under uploads/; one that exists is left as it is."""
+        with spellfs_errors(self.fs.root_path):
+            if self.fs.isfile(path):
+                raise FileExistsError(f"{self.fs.clean(path)} is a file")
+            self.fs.makedirs(path, exist_ok=True)
 
     def rm(self, path: str) -> None:
         with spellfs_errors(self.fs.root_path):
