@@ -145,7 +145,10 @@ def require_docker() -> None:
 def docker_env() -> dict[str, str]:
     """Environment of a server whose runs are containers of the test base image."""
     require_docker()
-    return {"SPELL_BACKEND": "docker", "SPELL_FRAMEWORKS": json.dumps({"default": BASE_IMAGE})}
+    from spell_jupyter.backends.debian_image import PYTHON_PACKAGES
+
+    framework = {"image": BASE_IMAGE, "packages": list(PYTHON_PACKAGES)}
+    return {"SPELL_BACKEND": "docker", "SPELL_FRAMEWORKS": json.dumps({"default": framework})}
 
 
 @pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])

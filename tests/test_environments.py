@@ -71,6 +71,25 @@ def test_precedence_is_env_then_requirements_then_pip():
     ]  # torch is the framework's own, pip is tooling
 
 
+def test_notebook_runs_get_what_executes_notebooks_unless_the_framework_has_it():
+    notebook = RunSpec(command="python -m spell_jupyter.notebook.execute nb.ipynb -p n 3")
+    assert merged_requirements(notebook, FRAMEWORKS.get("default")) == [
+        "ipykernel",
+        "nbclient",
+        "nbconvert",
+    ]
+    needed = ["ipykernel", "nbclient", "nbconvert"]
+    provided = Frameworks({"base": {"image": "b", "packages": needed}})
+    assert merged_requirements(notebook, provided.get("base")) == []
+    pinned = notebook.model_copy(update={"pip_packages": ["nbclient==0.10.2"]})
+    assert merged_requirements(pinned, FRAMEWORKS.get("default")) == [
+        "ipykernel",
+        "nbconvert",
+        "nbclient==0.10.2",
+    ]
+    assert merged_requirements(RunSpec(command="python nb.py"), FRAMEWORKS.get("default")) == []
+
+
 def test_unknown_framework_lists_the_known_ones():
     with pytest.raises(InvalidInput, match="known frameworks: default, pytorch, tensorflow2"):
         FRAMEWORKS.get("jax")

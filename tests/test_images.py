@@ -32,7 +32,11 @@ def test_set_default_writes_the_data_directorys_config(tmp_path):
     assert debian_image.set_default_framework(home, "site/base:1") == config
     assert json.loads(config.read_text()) == {
         "RunEngine": {"concurrency_limit": 3},
-        "SpellJupyter": {"frameworks": {"default": {"image": "site/base:1", "packages": []}}},
+        "SpellJupyter": {
+            "frameworks": {
+                "default": {"image": "site/base:1", "packages": list(debian_image.PYTHON_PACKAGES)}
+            }
+        },
     }
     assert config.stat().st_mode & 0o777 == 0o600
 

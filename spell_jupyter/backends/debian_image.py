@@ -32,6 +32,9 @@ PACKAGES = (
     "python3-nbconvert",
 )
 RECIPE_LABEL = "org.spell-jupyter.base-recipe"
+# The Python packages those Debian packages provide, declared in the framework entry: left out
+# of --deps-from-env, and notebook runs need install nothing more.
+PYTHON_PACKAGES = ("ipykernel", "jupyter-client", "nbclient", "nbconvert", "nbformat")
 
 
 def recipe(suite: str) -> str:
@@ -169,7 +172,7 @@ def set_default_framework(home: Path, tag: str) -> Path:
     from ..home_config import config_path, read_json, set_setting
 
     frameworks = dict(read_json(config_path(home)).get("SpellJupyter", {}).get("frameworks", {}))
-    frameworks["default"] = {"image": tag, "packages": []}
+    frameworks["default"] = {"image": tag, "packages": list(PYTHON_PACKAGES)}
     return set_setting(home, "SpellJupyter", "frameworks", frameworks)
 
 

@@ -14,9 +14,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..notebook_runs import EXECUTOR
 from .errors import InvalidArgument
 
-EXECUTOR = "python -m spell_jupyter.notebook.execute"
 SHIPPED_PREFIX = "notebook-cells"  # uploads/notebook-cells/<digest>/: what runs need from here
 PARAMETERS_TAG = "parameters"
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ..errors import InvalidInput
 from ..models import RunSpec
+from ..notebook_runs import PACKAGES as NOTEBOOK_PACKAGES
+from ..notebook_runs import is_notebook_run
 
 ENVIRONMENT_LABEL = "spell.environment"
 ENV_IMAGE_REPOSITORY = "spell-env"
@@ -196,6 +198,10 @@ def merged_requirements(spec: RunSpec, framework: Framework) -> list[str]:
         else:
             by_name.pop(_canonical_name(line), None)
             by_name[_canonical_name(line)] = line
+    if is_notebook_run(spec.command):  # what executing the notebook needs, unless provided
+        for package in NOTEBOOK_PACKAGES:
+            if package not in framework.packages:
+                by_name.setdefault(package, package)
     for pip_spec in spec.pip_packages:
         by_name.pop(_canonical_name(pip_spec), None)
         by_name[_canonical_name(pip_spec)] = pip_spec
