@@ -6,6 +6,7 @@ and every bad input is one clear line in the cell with no run made."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,3 +291,30 @@ def test_cells_run_in_containers_with_the_kernels_cloudpickle(tmp_path):
     finally:
         kernel.close()
         the_lab.stop()
+
+
+def test_the_stop_button_works_while_the_cell_follows_the_logs(home, kernel_of):
+    """The kernel is busy following the run in the cell; the click is answered anyway (by a
+    kernel subshell), the run stops, and the cell ends with it."""
+    kernel = kernel_of()
+    kernel.run("%load_ext spell_jupyter")
+    client = kernel.client
+    msg_id = client.execute("r = %spell_run 'echo started; sleep 600'")
+    stop_button, clicked, status = None, False, None
+    deadline = time.monotonic() + 120
+    while status is None and time.monotonic() < deadline:
+        msg = client.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id and msg["msg_type"] != "comm_open":
+            continue
+        content = msg["content"]
+        if msg["msg_type"] == "comm_open":
+            state = content["data"]["state"]
+            if state.get("_model_name") == "ButtonModel" and state.get("description") == "Stop":
+                stop_button = content["comm_id"]
+        elif msg["msg_type"] == "stream" and "started" in content["text"] and not clicked:
+            kernel.click(stop_button)  # while the cell still runs
+            clicked = True
+        elif msg["msg_type"] == "status" and content["execution_state"] == "idle" and clicked:
+            status = "idle"
+    assert clicked and status == "idle"
+    assert kernel.run("print(r.status)").stdout == "stopped\n"

@@ -13,6 +13,7 @@ from ..client.errors import SpellClientError
 from ..client.run_html import FINAL, elapsed, run_line_html
 from ..humanize import format_duration
 from .charts import charts_html
+from .subshell import answer_while_busy
 
 WAIT_SECONDS = 5  # a status change answers at once; metrics are read at most this often
 TICK_SECONDS = 1.0  # the elapsed time shown
@@ -56,6 +57,7 @@ class RunHeader:
         self.widget = w.VBox(
             [w.HBox([self.info, self.stop_button, self.kill_button]), self.message, self.charts]
         )
+        answer_while_busy(self.stop_button, self.kill_button)
         self._sync_buttons()
 
     # -- display ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from ..client.run_html import FINAL, elapsed, status_badge
 from ..humanize import format_duration
 from ..run_text import format_status, shorten, table
 from ..status import RunKind, Status
+from .subshell import answer_while_busy
 
 HIDDEN_KINDS = (RunKind.WORKSPACE.value, RunKind.KERNEL.value)
 COLUMNS = ("ID", "COMMAND", "STATUS", "MACHINE", "DURATION", "LABELS")
@@ -141,6 +142,7 @@ class RunsMonitor:
                     description=action.title(), button_style=style, layout=w.Layout(width="auto")
                 )
                 button.on_click(lambda _, a=action, i=run.id: self.act(i, a))
+                answer_while_busy(button)
                 cells.append(button)
             self.rows[run.id] = cells
         cells = self.rows[run.id]
