@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 PARAMETERS_TAG = "parameters"
@@ -78,6 +80,7 @@ def execute(path: Path, parameters: dict) -> int:
     """Run the notebook at `path`; the process's exit code."""
     try:
         import nbformat
+        from jupyter_client import KernelManager
         from jupyter_client.kernelspec import NoSuchKernel
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError
@@ -89,7 +92,9 @@ def execute(path: Path, parameters: dict) -> int:
             file=sys.stderr,
         )
         return 2
-    nb = nbformat.read(path, as_version=4)
+    with warnings.catch_warnings():  # notebooks saved without cell IDs get them when written
+        warnings.simplefilter("ignore")
+        nb = nbformat.read(path, as_version=4)
     if parameters and not inject_parameters(nb, parameters):
         print(
             f"Warning: {path.name} has no cell tagged '{PARAMETERS_TAG}': the parameters were "
@@ -111,20 +116,29 @@ def execute(path: Path, parameters: dict) -> int:
     # ipykernel's debugger otherwise warns about frozen modules in every run's log
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     code = 0
-    try:
-        client = StreamingClient(
-            nb,
-            kernel_name=kernel,
-            resources={"metadata": {"path": str(path.parent.resolve())}},
-            on_cell_executed=save,
-            timeout=None,
-        )
+    sockets = tempfile.mkdtemp(prefix="spell-kernel-")  # not in the folder: not an output
+
+    def execute_with(name: str) -> None:
+        # the kernel's channels are Unix sockets, private to the run (no TCP port, no warning)
+        manager = KernelManager(kernel_name=name, transport="ipc", ip=f"{sockets}/kernel")
         try:
-            client.execute()
+            StreamingClient(
+                nb,
+                km=manager,
+                resources={"metadata": {"path": str(path.parent.resolve())}},
+                on_cell_executed=save,
+                timeout=None,
+            ).execute()
+        finally:
+            if manager.has_kernel:
+                manager.shutdown_kernel()
+
+    try:
+        try:
+            execute_with(kernel)
         except NoSuchKernel:
             print(f"No kernel {kernel!r} here: executing with python3", file=sys.stderr)
-            client.kernel_name = "python3"
-            client.execute()
+            execute_with("python3")
     except CellExecutionError as exc:
         print(f"\nThe notebook failed in a cell:\n{exc}", file=sys.stderr, flush=True)
         code = 1
