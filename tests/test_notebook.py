@@ -318,3 +318,64 @@ def test_the_stop_button_works_while_the_cell_follows_the_logs(home, kernel_of):
             status = "idle"
     assert clicked and status == "idle"
     assert kernel.run("print(r.status)").stdout == "stopped\n"
+
+
+def test_widgets_degrade_to_text_where_the_frontend_has_none(served, monkeypatch, tmp_path):
+    """nbconvert-style execution (nbclient) keeps what a reader without widgets sees: the
+    header's and the monitor's text and HTML, refreshed when the cell ends."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    for name in ("SPELL_HOME", "JUPYTER_RUNTIME_DIR"):
+        monkeypatch.setenv(name, served.env[name])
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext spell_jupyter"),
+        nbformat.v4.new_code_cell("r = %spell_run -f -l shown 'echo from the run'"),
+        nbformat.v4.new_code_cell(
+            "from spell_jupyter.notebook import RunsMonitor\nm = RunsMonitor(label='shown')\n"
+            "m.close()\nm"
+        ),
+        nbformat.v4.new_code_cell("r"),
+    ]
+    NotebookClient(
+        nb, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    header = nb.cells[1].outputs[0]
+    assert header["data"]["text/plain"].startswith("Run 1 · complete · CPU · ")
+    assert "complete" in header["data"]["text/html"]
+    assert "from the run" in "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    monitor = nb.cells[2].outputs[0]["data"]
+    assert "echo from the run" in monitor["text/plain"] and "<table>" in monitor["text/html"]
+    shown = nb.cells[3].outputs[0]["data"]
+    assert shown["text/plain"] == "<Run 1 complete>" and "Machine type" in shown["text/html"]
+
+
+def test_the_header_charts_metrics_and_the_monitor_filters_and_acts(served):
+    from spell_jupyter.notebook import RunHeader, RunsMonitor
+
+    client = served.client()
+    script = "from spell.metrics import send_metric as s\nfor i in range(5): s('loss', 1 / (i + 1))"
+    sender = f'python -c "{script}"'
+    run = client.runs.new(command=sender, labels=["metrics"])
+    run.wait_status(client.runs.COMPLETE, timeout=120)
+    header = RunHeader(run)
+    header._read_metrics()
+    assert [index for index, _ in header.metrics["loss"]] == [0, 1, 2, 3, 4]
+    assert "loss: 0.2 (index 4" in header._repr_mimebundle_()["text/html"]
+
+    sleeper = client.runs.new(command="sleep 600", labels=["long"])
+    monitor = RunsMonitor(client, label="long", interval=3600)
+    try:
+        assert [r.id for r in monitor.runs] == [sleeper.id]
+        sleeper.wait_status(client.runs.RUNNING, timeout=60)
+        monitor.act(sleeper.id, "stop")
+        sleeper.wait_status(*client.runs.FINAL, timeout=60)
+        assert sleeper.status == "stopped"
+        monitor.act(run.id, "logs")
+        assert "Run 1, its last 200 log lines" in monitor.logs.value
+        monitor.status_filter.value = "complete"
+        monitor.label_filter.value = ""
+        assert [r.id for r in monitor.runs] == [run.id]
+    finally:
+        monitor.close()

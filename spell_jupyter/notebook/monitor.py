@@ -63,7 +63,7 @@ class RunsMonitor:
         self.status_filter = w.Dropdown(
             options=[ANY, *(s.value for s in Status)], value=status or ANY, description="Status"
         )
-        self.label_filter = w.Text(value=label or "", description="Label", continue_update=False)
+        self.label_filter = w.Text(value=label or "", description="Label", continuous_update=False)
         self.status_filter.observe(self._filters_changed, "value")
         self.label_filter.observe(self._filters_changed, "value")
         self.grid = w.GridBox(layout=w.Layout(grid_template_columns="repeat(9, auto)"))
