@@ -379,3 +379,28 @@ def test_the_header_charts_metrics_and_the_monitor_filters_and_acts(served):
         assert [r.id for r in monitor.runs] == [run.id]
     finally:
         monitor.close()
+
+
+def test_interrupting_the_cell_detaches_and_the_run_goes_on(home, kernel_of):
+    kernel = kernel_of()
+    kernel.run("%load_ext spell_jupyter")
+    client = kernel.client
+    msg_id = client.execute("r = %spell_run 'echo started; sleep 600'")
+    stderr, interrupted = "", False
+    while True:
+        msg = client.get_iopub_msg(timeout=120)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        content = msg["content"]
+        if msg["msg_type"] == "stream" and "started" in content["text"] and not interrupted:
+            kernel._api("POST", f"api/kernels/{kernel.id}/interrupt")  # the toolbar's ■
+            interrupted = True
+        elif msg["msg_type"] == "stream" and content["name"] == "stderr":
+            stderr += content["text"]
+        elif msg["msg_type"] == "status" and content["execution_state"] == "idle":
+            break
+    assert "Stopped viewing logs; run 1 goes on" in stderr
+    assert kernel.run("print(r.id, r.status)").stdout == "1 running\n"
+    run = home.client().runs.get(1)
+    assert run.status == "running"
+    run.kill()
