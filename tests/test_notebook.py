@@ -151,6 +151,8 @@ def test_magics_stream_logs_move_variables_and_share_the_store(home, kernel_of, 
     assert done.status == "ok", done.messages
     assert "in the run 42" in done.stdout
     assert kernel.run("print(y == 42)").stdout == "True\n"
+    again = kernel.run("%%spell --out y\ny = 6 * 7\nprint('in the run', y)")  # sent once
+    assert again.status == "ok", again.messages
 
     # --in: variables go the other way; files the cell writes are the run's outputs
     kernel.run("import collections\npoint = collections.Counter(a=2)")
@@ -160,16 +162,16 @@ def test_magics_stream_logs_move_variables_and_share_the_store(home, kernel_of, 
     )
     assert done.status == "ok", done.messages
     assert kernel.run("print(total)").stdout == "20\n"
-    listing = home.spell("ls", "runs/3")
+    listing = home.spell("ls", "runs/4")
     assert "written.txt" in listing.stdout, listing.stdout
 
     # the kernel's client and `spell ps` in a terminal see the same runs
     seen = kernel.run(
         "import spell.client\nprint([r.id for r in spell.client.from_environment().runs.list()])"
     )
-    assert seen.stdout == "[3, 2, 1]\n", seen.messages
+    assert seen.stdout == "[4, 3, 2, 1]\n", seen.messages
     ps = home.spell("ps")
-    assert [line.split()[0] for line in ps.stdout.splitlines()[1:]] == ["1", "2", "3"]
+    assert [line.split()[0] for line in ps.stdout.splitlines()[1:]] == ["1", "2", "3", "4"]
 
 
 def test_bad_input_is_one_clear_line_and_makes_no_run(home, kernel_of, tmp_path):

@@ -148,3 +148,12 @@ def test_the_executor_needs_nothing_but_the_runs_python(tmp_path):
     )
     done = subprocess.run(["python3", "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n"
+
+
+def test_a_notebook_in_cloned_code_is_not_looked_for_here():
+    from spell_jupyter.client import SpellClient
+
+    client = SpellClient(token="", base_url="http://127.0.0.1:9/")  # nothing is asked of it
+    body, _ = client.runs.body("nb.ipynb -p n 2", github_url="https://example.org/team/repo.git")
+    assert body["command"] == "python -m spell_jupyter.notebook.execute nb.ipynb -p n 2"
+    assert body["mounts"] == []

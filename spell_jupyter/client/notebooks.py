@@ -19,8 +19,6 @@ from .errors import InvalidArgument
 
 SHIPPED_PREFIX = "notebook-cells"  # uploads/notebook-cells/<digest>/: what runs need from here
 PARAMETERS_TAG = "parameters"
-
-
 PARAMETER_FLAGS = {"-p": "-p", "--parameters": "-p", "-r": "-r", "--parameters-raw": "-r"}
 
 
@@ -88,14 +86,17 @@ def has_parameters_cell(nb: dict) -> bool:
     )
 
 
-def prepare_notebook(command: str, folder: Path, in_code) -> NotebookCommand | None:
+def prepare_notebook(command: str, folder: Path | None, in_code) -> NotebookCommand | None:
     """The notebook run `command` names, checked against the file in `folder` (the run's
-    working folder here); None when the command is not a notebook. `in_code(local_path)` says
-    whether the run's code already holds that file."""
+    working folder here; None when the code comes from elsewhere, as a --github-url clone);
+    None when the command is not a notebook. `in_code(local_path)` says whether the run's code
+    already holds that file."""
     words = notebook_words(command)
     if words is None:
         return None
     notebook = parse_notebook_command(words)
+    if folder is None:
+        return notebook
     local = (folder / notebook.path).resolve()
     nb = read_notebook(local, notebook.path)
     if notebook.parameters and not has_parameters_cell(nb):

@@ -206,6 +206,15 @@ class ResourcesService:
         )
         return UploadResult(done["path"], total, sent, len(files), copied)
 
+    def upload_once(self, path: str | os.PathLike[str], name: str) -> str:
+        """Upload to a content-addressed `name` unless it is there already: its SpellFS path."""
+        try:
+            return self.upload(path, name=name).path
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: that very content was sent before
+                raise
+            return f"uploads/{_upload_name(name)}"
+
     def _send_chunk(
         self, name: str, rel: str, offset: int, data: bytes, compress: bool, source: Path
     ) -> int:

@@ -395,29 +395,20 @@ class RunsService:
         body["code"], body["cwd"], warnings = self.code(
             cwd, commit_ref or commit_hash, github_url, github_ref, local_code
         )
+        remote_code = bool(github_url or commit_label)  # the notebook is in code cloned there
         notebook = prepare_notebook(
-            command, Path(cwd or "."), lambda path: holds_file(local_code, path)
+            command,
+            None if remote_code else Path(cwd or "."),
+            lambda path: holds_file(local_code, path),
         )
         if notebook is not None:
             body["command"] = notebook.command
             warnings += notebook.warnings
             if notebook.shipped:
-                body["mounts"].append(
-                    {"resource": self._ship(notebook.local), "path": notebook.path}
-                )
+                name = shipped_name(notebook.local.read_bytes(), notebook.local.name)
+                resource = self._client.resources.upload_once(notebook.local, name)
+                body["mounts"].append({"resource": resource, "path": notebook.path})
         return body, warnings
-
-    def _ship(self, local: Path) -> str:
-        """Send a file the run needs and its code lacks (once per content): its SpellFS path."""
-        from .errors import APIError
-
-        name = shipped_name(local.read_bytes(), local.name)
-        try:
-            return self._client.resources.upload(local, name=name).path
-        except APIError as exc:
-            if exc.status_code != 409:  # 409: that content was sent before
-                raise
-            return f"uploads/{name}"
 
     @staticmethod
     def _read_code(folder: str | None, commit_ref: str | None, url: str | None):

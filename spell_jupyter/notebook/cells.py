@@ -64,8 +64,6 @@ def pack_cell(
 
 def ship_cell(client, files: dict[str, bytes]) -> str:
     """Store the cell's files in SpellFS (once per content); their SpellFS path."""
-    from ..client.errors import APIError
-
     digest = hashlib.sha256()
     for name in sorted(files):
         digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
@@ -73,12 +71,7 @@ def ship_cell(client, files: dict[str, bytes]) -> str:
     with tempfile.TemporaryDirectory(prefix="spell-cell-") as folder:
         for filename, data in files.items():
             (Path(folder) / filename).write_bytes(data)
-        try:
-            return client.resources.upload(folder, name=name).path
-        except APIError as exc:
-            if exc.status_code != 409:  # 409: this very cell was sent before
-                raise
-            return f"uploads/{name}"
+        return client.resources.upload_once(folder, name)
 
 
 def outputs_path(run) -> str:
