@@ -183,6 +183,20 @@ class Run:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {self.id} is still {self.status} after {timeout}s")
 
+    def wait_change(self, timeout: int = 30) -> bool:
+        """Block until the run's status is another than it is now, at most `timeout` seconds
+        (a long poll: no polling here); whether it changed. The attributes are refreshed."""
+        before = self.status
+        others = [s for s in RunsService.ALL if s != before]
+        data = self._http.json(
+            "GET",
+            f"runs/{self.id}/wait",
+            params={"status": others, "timeout": int(timeout)},
+            timeout=timeout + 30,
+        )
+        self._update(data)
+        return self.status != before
+
     def logs(
         self, follow: bool = False, offset: int = 0, tail: int | None = None
     ) -> Iterator[LogEntry]:

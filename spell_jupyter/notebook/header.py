@@ -6,6 +6,7 @@ its text and HTML twins, refreshed when the cell ends."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -128,19 +129,19 @@ class RunHeader:
         while not self._closed.wait(TICK_SECONDS) and self.run.status not in FINAL:
             self.info.value = run_line_html(self.run)
 
-    def _wait_loop(self) -> None:
-        from ..client.runs import RunsService
+    def finish(self) -> None:
+        """The run ended while the cell followed it: the last metrics, and the whole display
+        redrawn (its text twin too), from the cell's own thread."""
+        self.close()
+        with contextlib.suppress(SpellClientError):  # the charts keep what they had
+            self._read_metrics()
+        self._update()
+        self.refresh_display()
 
+    def _wait_loop(self) -> None:
         while not self._closed.is_set():
-            others = [s for s in RunsService.ALL if s != self.run.status]
             try:
-                data = self.run._http.json(
-                    "GET",
-                    f"runs/{self.run.id}/wait",
-                    params={"status": others, "timeout": WAIT_SECONDS},
-                    timeout=WAIT_SECONDS + 30,
-                )
-                self.run._update(data)
+                self.run.wait_change(WAIT_SECONDS)
                 self._read_metrics()
             except SpellClientError as exc:
                 self._say(f"Lost the server ({exc}); the run goes on")
@@ -150,10 +151,11 @@ class RunHeader:
                 self._closed.set()
 
     def _read_metrics(self) -> None:
-        names = self.run.metric_names()
-        for entry in names:
-            name = entry["name"]
+        for entry in self.run.metric_names():
+            name, last = entry["name"], entry["index"]
             held = self.metrics.setdefault(name, [])
-            start = held[-1][0] + 1 if held else 0
+            start = held[-1][0] + 1 if held else max(0, last - MAX_POINTS + 1)
+            if start > last:
+                continue  # nothing new
             held += [(index, value) for _, index, value in self.run.metrics(name, start=start)]
             del held[:-MAX_POINTS]

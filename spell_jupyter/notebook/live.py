@@ -42,6 +42,5 @@ def show_run(run, background: bool, verbose: bool = False):
     run.refresh()
     for line in run_summary(run):
         _print(line)
-    header.close()
-    header.refresh_display()
+    header.finish()
     return run

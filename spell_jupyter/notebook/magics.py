@@ -14,6 +14,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from ..cli.run_options import command_text, run_arguments, run_options
 from ..client.errors import ServerUnavailable, SpellClientError
+from ..client.run_html import FINAL
+from ..status import Status
 from .cells import (
     CELL_MOUNT,
     RUNNER,
@@ -136,13 +138,13 @@ class SpellMagics(Magics):
         options["mounts"] = (*options["mounts"], f"{folder}:{CELL_MOUNT}")
         run = self._new_run(f"{RUNNER} {CELL_MOUNT}", options)
         show_run(run, background, verbose)
-        if outputs and run.status == run._client.runs.COMPLETE:
+        if outputs and run.status == Status.COMPLETE.value:
             try:
                 self.shell.user_ns.update(load_outputs(run, self.client))
             except (CellError, SpellClientError) as exc:
                 raise UsageError(str(exc)) from None
             print(f"✨ {', '.join(outputs)} from run {run.id} set in the notebook")
-        elif outputs and run.status in run._client.runs.FINAL:
+        elif outputs and run.status in FINAL:
             raise UsageError(
                 f"run {run.id} ended {run.status}: {', '.join(outputs)} not brought back"
             )
