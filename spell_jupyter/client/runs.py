@@ -141,6 +141,11 @@ class Run:
         """The GPU model of the run's machine type (None for CPU types), as Spell's `gpu`."""
         return self._client.machine_type_gpus().get(self.machine_type)
 
+    @property
+    def outputs_url(self) -> str:
+        """The REST listing of the run's outputs (runs/<id> in SpellFS)."""
+        return self._http.url(f"resources/runs/{self.id}")
+
     def _repr_html_(self) -> str:
         """The run as a table in a notebook (any HTML frontend)."""
         from .run_html import run_html

@@ -29,6 +29,15 @@ def run_line_text(run) -> str:
     )
 
 
+def outputs_link(run) -> str | None:
+    """A link to the listing of the run's outputs on its server, host-relative (the page showing
+    the notebook is served by that server, behind whatever proxy); None inside a run."""
+    from urllib.parse import urlsplit
+
+    url = run.outputs_url
+    return urlsplit(url).path if url.startswith(("http://", "https://")) else None
+
+
 class RunHeader:
     """The header of `run`: `show()` displays it, `watch()` keeps it up to date from a
     background thread until the run ends. `stop_button` and `kill_button` act on the run."""
@@ -44,7 +53,7 @@ class RunHeader:
             import ipywidgets as w
         except ImportError:  # no widgets installed: the text twin alone
             return
-        self.info = w.HTML(run_line_html(run))
+        self.info = w.HTML(self._line())
         self.stop_button = w.Button(
             description="Stop", tooltip="Stop the run: SIGTERM, then its outputs are saved"
         )
@@ -63,12 +72,15 @@ class RunHeader:
 
     # -- display ------------------------------------------------------------------------------
 
+    def _line(self) -> str:
+        return run_line_html(self.run, outputs_link(self.run))
+
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         bundle: dict[str, Any] = {}
         if self.widget is not None:
             bundle.update(self.widget._repr_mimebundle_())
         bundle["text/plain"] = run_line_text(self.run)
-        bundle["text/html"] = run_line_html(self.run) + charts_html(self.metrics)
+        bundle["text/html"] = self._line() + charts_html(self.metrics)
         return bundle
 
     def show(self) -> None:
@@ -106,7 +118,7 @@ class RunHeader:
 
     def _update(self) -> None:
         if self.widget is not None:
-            self.info.value = run_line_html(self.run)
+            self.info.value = self._line()
             self._sync_buttons()
             if self.metrics:
                 self.charts.value = charts_html(self.metrics)
@@ -127,7 +139,7 @@ class RunHeader:
 
     def _tick_loop(self) -> None:
         while not self._closed.wait(TICK_SECONDS) and self.run.status not in FINAL:
-            self.info.value = run_line_html(self.run)
+            self.info.value = self._line()
 
     def finish(self) -> None:
         """The run ended while the cell followed it: the last metrics, and the whole display
