@@ -27,6 +27,7 @@ from ..home_config import config_path, engine_info_path, read_json
 from ..paths import run_api_dir, spell_home
 from ..processes import alive
 from ..services import DEFAULT_MOUNT_URLS, RunManager, SpellFSManager
+from ..services.change_feed import ChangeFeed
 from ..services.metrics import MetricsManager
 from ..services.run_access import RunAccess
 from ..store import RunStore, connect_database
@@ -253,6 +254,7 @@ class SpellJupyter(ExtensionApp):
             spell_is_spell_server=self.is_spell_server,
             spell_run_access=RunAccess(store),
             spell_metrics=MetricsManager(store, metric_store, self.engine.wake),
+            spell_changes=ChangeFeed(store, metric_store),
         )
         self.run_socket = RunSocket(
             self.serverapp.web_app.settings, self.engine.run_api_dir, IOLoop.current()

@@ -13,6 +13,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from .._version import __version__
+from ..errors import InvalidInput
 from ..models import LocalReport, RunAction, RunKind, RunPage, RunSpec, SendMetrics, Status
 from ..services.run_access import Level
 from .base import SpellHandler, api
@@ -213,6 +214,59 @@ class WaitHandler(SpellHandler):
         self.send(await self.call(self.service.get, rid))
 
 
+class EventsHandler(SpellHandler):
+    """Server-sent events: `run` (a run as it is now, each time one is created or changes
+    status; the event's ID is the status change's, so EventSource resumes after a reconnect
+    with nothing missing) and `metrics` ({run_id}: new values arrived)."""
+
+    KEEPALIVE_SECONDS = 15.0
+
+    @api
+    async def get(self):
+        changes = self.settings["spell_changes"]
+        duration = self.int_arg("timeout", 0, 0, 86400)  # 0: until the client leaves
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + duration if duration else None
+        listener = changes.subscribe()  # before reading the store: nothing falls between
+        try:
+            cursor = self._cursor(await self.call(self.service.last_change))
+            self.set_header("Content-Type", "text/event-stream")
+            self.set_header("Cache-Control", "no-cache")
+            self.set_header("X-Accel-Buffering", "no")  # no proxy holds the events back
+            self.write("retry: 2000\n\n")
+            await self.flush()
+            while True:
+                cursor, runs = await self.call(self.service.changed_since, cursor)
+                for run in runs:
+                    data = json.dumps(run.model_dump(mode="json"), ensure_ascii=True)
+                    self.write(f"id: {cursor}\nevent: run\ndata: {data}\n\n")
+                for run_id in listener.take_metrics():
+                    self.write(f"event: metrics\ndata: {json.dumps({'run_id': run_id})}\n\n")
+                if runs:
+                    continue  # more may be waiting beyond the batch
+                await self.flush()
+                left = self.KEEPALIVE_SECONDS if deadline is None else deadline - loop.time()
+                if left <= 0:
+                    break
+                if not await listener.wait(min(left, self.KEEPALIVE_SECONDS)):
+                    self.write(": keepalive\n\n")
+        except StreamClosedError:
+            return  # the panel went away
+        finally:
+            listener.close()
+        self.finish()
+
+    def _cursor(self, newest: int) -> int:
+        """Where to start: after the Last-Event-ID a reconnecting EventSource sends, or
+        `since`, else now (the panel reads the current list itself)."""
+        raw = self.request.headers.get("Last-Event-ID") or self.get_query_argument("since", "")
+        if not raw:
+            return newest
+        if not raw.isdigit() or len(raw) > 18:
+            raise InvalidInput(f"the event ID to resume after is a number, not {raw[:40]!r}")
+        return min(int(raw), newest)
+
+
 class StatsHandler(SpellHandler):
     run_tokens = {"get": Level.RUN}
     run_in_path = True
@@ -360,6 +414,7 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/runs/{run_id}/logs", LogsHandler),
     ("/runs/{run_id}/wait", WaitHandler),
     ("/runs/{run_id}/stats", StatsHandler),
+    ("/events", EventsHandler),
     ("/workflows/{run_id}/local", LocalMasterHandler),
     ("/workflows/{run_id}/{action}", WorkflowActionHandler),
     ("/searches/{run_id}/{action}", SearchActionHandler),

@@ -134,6 +134,14 @@ class RunManager:
     def get(self, run_id: int) -> Run:
         return self.store.get_run(run_id)
 
+    def last_change(self) -> int:
+        """The newest status change's ID: where an event stream starts."""
+        return self.store.last_status_change()
+
+    def changed_since(self, change_id: int) -> tuple[int, list[Run]]:
+        """The runs created or changed after status change `change_id`, and the new cursor."""
+        return self.store.runs_changed_since(change_id)
+
     def list(
         self,
         *,

@@ -238,6 +238,26 @@ class RunStore:
             ).all()
             return _to_run(row, labels, history)
 
+    def last_status_change(self) -> int:
+        """The ID of the newest status change of any run (0 before the first run)."""
+        with self._read() as session:
+            return session.scalar(select(func.max(StatusChangeRow.id))) or 0
+
+    def runs_changed_since(self, change_id: int, limit: int = 500) -> tuple[int, list[Run]]:
+        """Runs whose status changed after status change `change_id` (created ones too), each
+        once as it is now, oldest change first; and the newest change ID they cover."""
+        with self._read() as session:
+            changes = session.execute(
+                select(StatusChangeRow.id, StatusChangeRow.run_id)
+                .where(StatusChangeRow.id > change_id)
+                .order_by(StatusChangeRow.id)
+                .limit(limit)
+            ).all()
+        if not changes:
+            return change_id, []
+        order = list(dict.fromkeys(run_id for _, run_id in changes))
+        return changes[-1][0], [self.get_run(run_id) for run_id in order]
+
     def list_runs(
         self,
         *,
