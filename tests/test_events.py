@@ -140,6 +140,20 @@ def test_a_bad_event_id_is_refused(served, since):
 def test_a_bounded_stream_ends_and_a_wrong_token_gets_nothing(served):
     info = served.server_info()
     bounded = EventStream(info["url"], info["token"], query="?timeout=1")
-    assert bounded.response.read().startswith(b"retry: 2000")  # and then it ended
+    assert bounded.response.read().startswith(b"retry: 2000\nid: ")  # and then it ended
     refused = EventStream(info["url"], "not-the-token")
     assert refused.response.status == 403
+
+
+def test_the_python_follower_resumes_across_cycles_and_restarts(served, monkeypatch):
+    """follow_events reconnects with the last ID (the stream says where it stands even when
+    nothing happened), so a change between two connections is not lost."""
+    from spell_jupyter.client import events
+
+    monkeypatch.setattr(events, "CYCLE_SECONDS", 1)
+    client = served.client()
+    followed = events.follow_events(client.transport)
+    first = client.runs.new(command="true")
+    assert next(e for e in followed if e.data.get("id") == first.id).kind == "run"
+    second = client.runs.new(command="true")  # perhaps between two cycles: still seen
+    assert any(e.data.get("id") == second.id for e in followed)

@@ -374,10 +374,15 @@ def test_the_header_charts_metrics_and_the_monitor_filters_and_acts(served):
         monitor.act(sleeper.id, "stop")
         sleeper.wait_status(*client.runs.FINAL, timeout=60)
         assert sleeper.status == "stopped"
+        another = client.runs.new(command="true", labels=["long"])  # the stream brings it
+        while another.id not in [r.id for r in monitor.runs]:
+            assert monitor.updated.wait(30), "no event-stream update"
+            monitor.updated.clear()
         monitor.act(run.id, "logs")
         assert "Run 1, its last 200 log lines" in monitor.logs.value
+        another.wait_status(*client.runs.FINAL, timeout=60)
         monitor.status_filter.value = "complete"
-        monitor.label_filter.value = ""
+        monitor.label_filter.value = "metrics"
         assert [r.id for r in monitor.runs] == [run.id]
     finally:
         monitor.close()

@@ -1,7 +1,9 @@
 """RunsMonitor: a live table of runs in a notebook (ID, command, status, machine type, duration,
 labels), filtered by status and label, with Stop, Kill and Logs on each row.
 
-A widget where the frontend shows widgets; its text and HTML twins elsewhere."""
+A widget where the frontend shows widgets; its text and HTML twins elsewhere. It follows the
+server's event stream: the list is read again when a run is created or changes, never polled;
+durations of live runs tick locally."""
 
 from __future__ import annotations
 
@@ -28,9 +30,9 @@ def _duration(run) -> str:
 
 
 class RunsMonitor:
-    """The newest `number` runs, refreshed every `interval` seconds while displayed.
-
-    `status` and `label` filter them (also from the widget's own controls)."""
+    """The newest `number` runs, kept current from the event stream; live durations are
+    redrawn every `interval` seconds. `status` and `label` filter them (also from the widget's
+    own controls)."""
 
     def __init__(
         self,
@@ -53,6 +55,7 @@ class RunsMonitor:
         self.error = ""
         self.widget = None
         self._closed = threading.Event()
+        self.updated = threading.Event()  # set after each change the stream brought
         self._lock = threading.Lock()
         self.refresh()
         try:
@@ -75,7 +78,8 @@ class RunsMonitor:
         self.heading = [w.HTML(f"<b>{c}</b>") for c in COLUMNS] + [w.HTML() for _ in range(3)]
         self.rows: dict[int, list] = {}
         self._draw()
-        threading.Thread(target=self._refresh_loop, name="spell-runs-monitor", daemon=True).start()
+        threading.Thread(target=self._follow, name="spell-runs-monitor", daemon=True).start()
+        threading.Thread(target=self._tick, daemon=True).start()
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -98,10 +102,20 @@ class RunsMonitor:
     def close(self) -> None:
         self._closed.set()
 
-    def _refresh_loop(self) -> None:
+    def _follow(self) -> None:
+        """Read the list again after each change the event stream announces."""
+        from ..client.events import follow_events
+
+        for event in follow_events(self.client.transport, stop=self._closed):
+            if event.kind == "run":
+                self.refresh()
+                self._draw()
+                self.updated.set()
+
+    def _tick(self) -> None:
         while not self._closed.wait(self.interval):
-            self.refresh()
-            self._draw()
+            if any(r.status not in FINAL for r in self.runs):
+                self._draw()
 
     def _filters_changed(self, _change) -> None:
         self.status = None if self.status_filter.value == ANY else self.status_filter.value

@@ -233,7 +233,7 @@ class EventsHandler(SpellHandler):
             self.set_header("Content-Type", "text/event-stream")
             self.set_header("Cache-Control", "no-cache")
             self.set_header("X-Accel-Buffering", "no")  # no proxy holds the events back
-            self.write("retry: 2000\n\n")
+            self.write(f"retry: 2000\nid: {cursor}\n\n")  # where this stream stands
             await self.flush()
             while True:
                 cursor, runs = await self.call(self.service.changed_since, cursor)
@@ -247,6 +247,7 @@ class EventsHandler(SpellHandler):
                 await self.flush()
                 left = self.KEEPALIVE_SECONDS if deadline is None else deadline - loop.time()
                 if left <= 0:
+                    self.write(f"id: {cursor}\n\n")  # a follower resumes from here
                     break
                 if not await listener.wait(min(left, self.KEEPALIVE_SECONDS)):
                     self.write(": keepalive\n\n")
