@@ -17,6 +17,15 @@ if ! "$PYTHON" -m venv --help >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# Node builds the JupyterLab extension into the package (labextension/, through jlpm).
+if ! command -v node >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs
+  else
+    echo "Node.js (>= 18) is missing: it builds the JupyterLab extension; install nodejs" >&2
+    exit 1
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

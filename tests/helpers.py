@@ -59,9 +59,10 @@ LAB_TOKEN = "lab-token-for-tests"
 
 
 class Lab:
-    """A `jupyter server` process with the Spell extension enabled, as JupyterLab runs it."""
+    """A `jupyter server` process with the Spell extension enabled, as JupyterLab runs it
+    (`app="jupyterlab"`: JupyterLab itself, its pages and the extension's sidebar)."""
 
-    def __init__(self, home, *args: str):
+    def __init__(self, home, *args: str, app: str = "jupyter_server"):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -70,7 +71,7 @@ class Lab:
         argv = [
             sys.executable,
             "-m",
-            "jupyter_server",
+            app,
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0",

@@ -1,0 +1,159 @@
+// The Spell REST API of the Jupyter server this Lab runs on (/spell/api/v1/), through
+// JupyterLab's own ServerConnection: its token, XSRF cookie and base URL.
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+export const API = 'spell/api/v1';
+
+export interface IRun {
+  id: number;
+  command: string;
+  status: string;
+  status_message: string;
+  user_exit_code: number | null;
+  kind: string;
+  machine_type: string;
+  labels: string[];
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  archived: boolean;
+}
+
+export interface ILogEntry {
+  offset: number;
+  timestamp: string;
+  status: string;
+  status_event: boolean;
+  stream: string | null;
+  text: string;
+}
+
+export interface IMachineType {
+  name: string;
+  available: number;
+  unavailable_reason: string | null;
+}
+
+/** An error the server answered, with its own message. */
+export class SpellError extends Error {
+  constructor(
+    readonly status: number,
+    message: string
+  ) {
+    super(message);
+  }
+}
+
+const settings = ServerConnection.makeSettings();
+
+export function apiUrl(path: string): string {
+  return URLExt.join(settings.baseUrl, API, path);
+}
+
+export async function request<T>(
+  path: string,
+  init: RequestInit = {}
+): Promise<T> {
+  const response = await ServerConnection.makeRequest(
+    apiUrl(path),
+    init,
+    settings
+  );
+  const text = await response.text();
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      message = JSON.parse(text).message || message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    if (response.status === 403) {
+      message = `Spell refused this session (${message}): reload JupyterLab, or log in again`;
+    }
+    throw new SpellError(response.status, message);
+  }
+  return (text ? JSON.parse(text) : {}) as T;
+}
+
+export async function listRuns(
+  statuses: string[],
+  limit = 200
+): Promise<IRun[]> {
+  const query = new URLSearchParams({ limit: String(limit) });
+  statuses.forEach(status => query.append('status', status));
+  const page = await request<{ runs: IRun[] }>(`runs?${query}`);
+  return page.runs;
+}
+
+export function runAction(id: number, action: 'stop' | 'kill'): Promise<IRun> {
+  return request<IRun>(`runs/${id}/${action}`, { method: 'POST' });
+}
+
+export function newRun(body: object): Promise<IRun> {
+  return request<IRun>('runs', { method: 'POST', body: JSON.stringify(body) });
+}
+
+export async function machineTypes(): Promise<IMachineType[]> {
+  const report = await request<{ machine_types: IMachineType[] }>(
+    'machine-types'
+  );
+  return report.machine_types;
+}
+
+/** The server's event stream: `onRun` for each run created or changed. EventSource resumes
+ * by itself after a drop or a server restart, from the last event ID, with nothing missed. */
+export function followEvents(
+  onRun: (run: IRun) => void,
+  onState: (connected: boolean) => void
+): EventSource {
+  const url = new URL(apiUrl('events'), window.location.href);
+  if (settings.token) {
+    url.searchParams.set('token', settings.token);
+  }
+  const source = new EventSource(url.toString(), { withCredentials: true });
+  source.addEventListener('run', event => {
+    onRun(JSON.parse((event as MessageEvent).data) as IRun);
+  });
+  source.onopen = () => onState(true);
+  source.onerror = () => onState(false);
+  return source;
+}
+
+/** A run's log entries as they come (NDJSON over a fetch stream), until it ends or `signal`. */
+export async function followLogs(
+  id: number,
+  onEntries: (entries: ILogEntry[]) => void,
+  signal: AbortSignal
+): Promise<void> {
+  const init: RequestInit = { signal };
+  const response = await ServerConnection.makeRequest(
+    apiUrl(`runs/${id}/logs?follow=true`),
+    init,
+    settings
+  );
+  if (!response.ok || !response.body) {
+    throw new SpellError(
+      response.status,
+      `could not read the logs of run ${id}`
+    );
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let pending = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) {
+      return;
+    }
+    pending += decoder.decode(value, { stream: true });
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    const entries = lines
+      .filter(line => line)
+      .map(line => JSON.parse(line) as ILogEntry);
+    if (entries.length) {
+      onEntries(entries);
+    }
+  }
+}

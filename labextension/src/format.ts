@@ -1,0 +1,92 @@
+// How runs look in the panels: statuses, durations, ANSI-coloured log text.
+import { IRun } from './api';
+
+export const FINAL = new Set([
+  'complete',
+  'failed',
+  'build_failed',
+  'mount_failed',
+  'stopped',
+  'killed',
+  'interrupted'
+]);
+
+export function statusText(run: IRun): string {
+  const text = run.status.replace(/_/g, ' ');
+  return run.status === 'failed' && run.user_exit_code !== null
+    ? `${text} (${run.user_exit_code})`
+    : text;
+}
+
+export function duration(run: IRun, now = Date.now()): string {
+  const start = Date.parse(run.created_at);
+  const end = run.ended_at
+    ? Date.parse(run.ended_at)
+    : FINAL.has(run.status)
+      ? start
+      : now;
+  const seconds = Math.max(0, (end - start) / 1000);
+  if (seconds < 60) {
+    return `${seconds.toFixed(1)}s`;
+  }
+  const minutes = Math.floor(seconds / 60);
+  return minutes < 60
+    ? `${minutes}m${Math.floor(seconds % 60)}s`
+    : `${Math.floor(minutes / 60)}h${minutes % 60}m`;
+}
+
+const ANSI_COLOURS = [
+  'black',
+  'red',
+  'green',
+  'yellow',
+  'blue',
+  'magenta',
+  'cyan',
+  'white'
+];
+
+/** A log line as a terminal shows it: text after the last `\r` (a progress bar's current
+ * state), SGR colours as spans. Text only: never parsed as HTML. */
+export function renderLine(text: string): HTMLElement {
+  const line = document.createElement('div');
+  line.className = 'jp-spell-log-line';
+  const shown =
+    text
+      .split('\r')
+      .filter(part => part !== '')
+      .pop() ?? '';
+  let colour: string | null = null;
+  let bold = false;
+  for (const part of shown.split(/(\x1b\[[0-9;]*m)/)) {
+    const sgr = /^\x1b\[([0-9;]*)m$/.exec(part);
+    if (sgr) {
+      for (const code of (sgr[1] || '0').split(';').map(Number)) {
+        if (code === 0) {
+          colour = null;
+          bold = false;
+        } else if (code === 1) {
+          bold = true;
+        } else if (code >= 30 && code <= 37) {
+          colour = ANSI_COLOURS[code - 30];
+        } else if (code === 39) {
+          colour = null;
+        }
+      }
+      continue;
+    }
+    if (!part) {
+      continue;
+    }
+    const span = document.createElement('span');
+    span.textContent = part;
+    if (colour) {
+      span.className = `jp-spell-ansi-${colour}`;
+    }
+    if (bold) {
+      span.style.fontWeight = 'bold';
+    }
+    line.appendChild(span);
+  }
+  return line;
+}

@@ -1,0 +1,159 @@
+// The Spell sidebar: the runs, newest first, kept current by the server's event stream.
+import { Widget } from '@lumino/widgets';
+
+import { IRun, followEvents, listRuns } from './api';
+import { FINAL, duration, statusText } from './format';
+
+const SHOWN = 200;
+
+export class RunsSidebar extends Widget {
+  private runs = new Map<number, IRun>();
+  private body: HTMLTableSectionElement;
+  private state: HTMLElement;
+  private filter: HTMLSelectElement;
+  private source: EventSource | null = null;
+  private ticker = 0;
+
+  constructor(
+    private openRun: (id: number) => void,
+    private newRun: () => void
+  ) {
+    super();
+    this.id = 'spell-sidebar';
+    this.addClass('jp-spell-sidebar');
+    this.title.caption = 'Spell runs';
+    const head = document.createElement('div');
+    head.className = 'jp-spell-sidebar-head';
+    const heading = document.createElement('h2');
+    heading.textContent = 'Spell runs';
+    heading.dataset.testid = 'spell-sidebar-heading';
+    const create = document.createElement('button');
+    create.className = 'jp-mod-styled jp-mod-accept';
+    create.textContent = 'New run';
+    create.dataset.testid = 'spell-new-run';
+    create.onclick = () => this.newRun();
+    this.filter = document.createElement('select');
+    this.filter.className = 'jp-mod-styled';
+    this.filter.setAttribute('aria-label', 'Show runs');
+    for (const [value, label] of [
+      ['', 'All'],
+      ['live', 'Live'],
+      ['complete', 'Complete'],
+      ['failed', 'Failed'],
+      ['stopped', 'Stopped']
+    ]) {
+      this.filter.appendChild(new Option(label, value));
+    }
+    this.filter.onchange = () => this.draw();
+    this.state = document.createElement('div');
+    this.state.className = 'jp-spell-state';
+    head.append(heading, create, this.filter);
+    const table = document.createElement('table');
+    table.className = 'jp-spell-runs';
+    table.innerHTML =
+      '<thead><tr><th>ID</th><th>Command</th><th>Status</th><th>Machine</th>' +
+      '<th>Duration</th><th>Labels</th></tr></thead>';
+    this.body = table.createTBody();
+    this.node.append(head, this.state, table);
+  }
+
+  protected onAfterAttach(): void {
+    // the stream first; once it is open, the list as it is (again after each reconnect)
+    this.source = followEvents(
+      run => this.upsert(run),
+      connected => {
+        this.state.textContent = connected ? '' : 'Reconnecting to the server…';
+        if (connected) {
+          void this.load(); // catch up on the list as a whole after a gap
+        }
+      }
+    );
+    this.ticker = window.setInterval(() => this.tick(), 1000);
+  }
+
+  protected onBeforeDetach(): void {
+    this.source?.close();
+    window.clearInterval(this.ticker);
+  }
+
+  private async load(): Promise<void> {
+    try {
+      const runs = await listRuns([], SHOWN);
+      runs.forEach(run => this.runs.set(run.id, run));
+      this.draw();
+    } catch (error) {
+      this.state.textContent = (error as Error).message;
+    }
+  }
+
+  private upsert(run: IRun): void {
+    this.runs.set(run.id, run);
+    this.draw();
+  }
+
+  private visible(): IRun[] {
+    const wanted = this.filter.value;
+    return [...this.runs.values()]
+      .filter(
+        run =>
+          run.kind !== 'workspace' && run.kind !== 'kernel' && !run.archived
+      )
+      .filter(run =>
+        !wanted
+          ? true
+          : wanted === 'live'
+            ? !FINAL.has(run.status)
+            : run.status === wanted
+      )
+      .sort((a, b) => b.id - a.id)
+      .slice(0, SHOWN);
+  }
+
+  private draw(): void {
+    const rows = this.visible().map(run => {
+      const row = document.createElement('tr');
+      row.dataset.runId = String(run.id);
+      row.tabIndex = 0;
+      row.onclick = () => this.openRun(run.id);
+      row.onkeydown = event => {
+        if (event.key === 'Enter') {
+          this.openRun(run.id);
+        }
+      };
+      const cells = [
+        String(run.id),
+        run.command,
+        statusText(run),
+        run.machine_type,
+        duration(run),
+        run.labels.join(', ')
+      ];
+      cells.forEach((text, index) => {
+        const cell = row.insertCell();
+        cell.textContent = text;
+        if (index === 2) {
+          cell.className = `jp-spell-status jp-spell-status-${run.status}`;
+          cell.dataset.testid = 'spell-run-status';
+        } else if (index === 4) {
+          cell.className = 'jp-spell-duration';
+        }
+      });
+      return row;
+    });
+    this.body.replaceChildren(...rows);
+    if (!rows.length && !this.state.textContent) {
+      this.state.textContent = 'No runs yet: start one with New run';
+    } else if (rows.length && this.state.textContent?.startsWith('No runs')) {
+      this.state.textContent = '';
+    }
+  }
+
+  private tick(): void {
+    for (const row of this.body.rows) {
+      const run = this.runs.get(Number(row.dataset.runId));
+      if (run && !FINAL.has(run.status)) {
+        row.cells[4].textContent = duration(run);
+      }
+    }
+  }
+}
