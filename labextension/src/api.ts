@@ -101,24 +101,47 @@ export async function machineTypes(): Promise<IMachineType[]> {
   return report.machine_types;
 }
 
-/** The server's event stream: `onRun` for each run created or changed. EventSource resumes
- * by itself after a drop or a server restart, from the last event ID, with nothing missed. */
+type RunListener = (run: IRun) => void;
+type StateListener = (connected: boolean) => void;
+
+/** The server's event stream, one EventSource for the whole Lab (a browser allows few
+ * connections per server): `onRun` for each run created or changed, `onState` when the stream
+ * opens (read what you show again then) or drops. EventSource resumes by itself after a drop
+ * or a server restart, from the last event ID, with nothing missed. Returns the unsubscribe. */
 export function followEvents(
-  onRun: (run: IRun) => void,
-  onState: (connected: boolean) => void
-): EventSource {
-  const url = new URL(apiUrl('events'), window.location.href);
-  if (settings.token) {
-    url.searchParams.set('token', settings.token);
+  onRun: RunListener,
+  onState: StateListener
+): () => void {
+  runListeners.add(onRun);
+  stateListeners.add(onState);
+  if (!source) {
+    const url = new URL(apiUrl('events'), window.location.href);
+    if (settings.token) {
+      url.searchParams.set('token', settings.token);
+    }
+    source = new EventSource(url.toString());
+    source.addEventListener('run', event => {
+      const run = JSON.parse((event as MessageEvent).data) as IRun;
+      runListeners.forEach(listener => listener(run));
+    });
+    source.onopen = () => stateListeners.forEach(listener => listener(true));
+    source.onerror = () => stateListeners.forEach(listener => listener(false));
+  } else if (source.readyState === EventSource.OPEN) {
+    onState(true);
   }
-  const source = new EventSource(url.toString(), { withCredentials: true });
-  source.addEventListener('run', event => {
-    onRun(JSON.parse((event as MessageEvent).data) as IRun);
-  });
-  source.onopen = () => onState(true);
-  source.onerror = () => onState(false);
-  return source;
+  return () => {
+    runListeners.delete(onRun);
+    stateListeners.delete(onState);
+    if (!runListeners.size && source) {
+      source.close();
+      source = null;
+    }
+  };
 }
+
+let source: EventSource | null = null;
+const runListeners = new Set<RunListener>();
+const stateListeners = new Set<StateListener>();
 
 /** A run's log entries as they come (NDJSON over a fetch stream), until it ends or `signal`. */
 export async function followLogs(

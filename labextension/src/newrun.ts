@@ -23,40 +23,35 @@ class NewRunForm extends Widget {
   constructor(previous: IRunForm = {}) {
     super();
     this.addClass('jp-spell-new-run');
-    this.command = this.field(
+    const list = (words?: string[]) => (words ?? []).join(' ');
+    this.command = this.input(
       'Command',
-      'input',
-      'spell-command'
-    ) as HTMLInputElement;
-    this.command.value = previous.command ?? '';
-    this.command.placeholder = 'python train.py';
-    this.machineType = this.field(
-      'Machine type',
-      'select',
-      'spell-machine-type'
-    ) as HTMLSelectElement;
-    this.pip = this.field(
+      'spell-command',
+      previous.command,
+      'python train.py'
+    );
+    this.machineType = document.createElement('select');
+    this.labelled('Machine type', this.machineType, 'spell-machine-type');
+    this.pip = this.input(
       'pip packages',
-      'input',
-      'spell-pip'
-    ) as HTMLInputElement;
-    this.pip.placeholder = 'six==1.17.0 numpy';
-    this.pip.value = (previous.pip_packages ?? []).join(' ');
-    this.labels = this.field(
+      'spell-pip',
+      list(previous.pip_packages),
+      'six numpy'
+    );
+    this.labels = this.input(
       'Labels',
-      'input',
-      'spell-labels'
-    ) as HTMLInputElement;
-    this.timeout = this.field(
+      'spell-labels',
+      list(previous.labels),
+      'demo'
+    );
+    const minutes = previous.timeout_minutes;
+    this.timeout = this.input(
       'Timeout (minutes)',
-      'input',
-      'spell-timeout'
-    ) as HTMLInputElement;
+      'spell-timeout',
+      minutes ? `${minutes}` : ''
+    );
     this.timeout.type = 'number';
     this.timeout.min = '0';
-    this.timeout.value = previous.timeout_minutes
-      ? String(previous.timeout_minutes)
-      : '';
     void machineTypes().then(types => {
       for (const type of types) {
         const note = type.unavailable_reason
@@ -69,19 +64,26 @@ class NewRunForm extends Widget {
     });
   }
 
-  private field(
+  private input(
     text: string,
-    tag: 'input' | 'select',
-    testid: string
-  ): HTMLElement {
+    testid: string,
+    value = '',
+    placeholder = ''
+  ): HTMLInputElement {
+    const control = document.createElement('input');
+    control.value = value;
+    control.placeholder = placeholder;
+    this.labelled(text, control, testid);
+    return control;
+  }
+
+  private labelled(text: string, control: HTMLElement, testid: string): void {
     const label = document.createElement('label');
     label.textContent = text;
-    const control = document.createElement(tag);
     control.className = 'jp-mod-styled';
     control.dataset.testid = testid;
     label.appendChild(control);
     this.node.appendChild(label);
-    return control;
   }
 
   /** The server's message under the field it names ("pip_packages: ..."), else at the end. */

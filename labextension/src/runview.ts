@@ -22,7 +22,7 @@ export class RunView extends Widget {
   private stopButton: HTMLButtonElement;
   private killButton: HTMLButtonElement;
   private abort = new AbortController();
-  private source: EventSource | null = null;
+  private unsubscribe: (() => void) | null = null;
   private dropped = 0;
 
   constructor(readonly runId: number) {
@@ -64,7 +64,7 @@ export class RunView extends Widget {
 
   protected onAfterAttach(): void {
     // the stream first, then the run as it is: a change between the two is not lost
-    this.source = followEvents(
+    this.unsubscribe = followEvents(
       run => {
         if (run.id === this.runId) {
           this.showRun(run);
@@ -89,7 +89,7 @@ export class RunView extends Widget {
 
   dispose(): void {
     this.abort.abort();
-    this.source?.close();
+    this.unsubscribe?.();
     super.dispose();
   }
 

@@ -11,7 +11,7 @@ export class RunsSidebar extends Widget {
   private body: HTMLTableSectionElement;
   private state: HTMLElement;
   private filter: HTMLSelectElement;
-  private source: EventSource | null = null;
+  private unsubscribe: (() => void) | null = null;
   private ticker = 0;
 
   constructor(
@@ -59,7 +59,7 @@ export class RunsSidebar extends Widget {
 
   protected onAfterAttach(): void {
     // the stream first; once it is open, the list as it is (again after each reconnect)
-    this.source = followEvents(
+    this.unsubscribe = followEvents(
       run => this.upsert(run),
       connected => {
         this.state.textContent = connected ? '' : 'Reconnecting to the server…';
@@ -72,7 +72,7 @@ export class RunsSidebar extends Widget {
   }
 
   protected onBeforeDetach(): void {
-    this.source?.close();
+    this.unsubscribe?.();
     window.clearInterval(this.ticker);
   }
 
