@@ -31,6 +31,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test]"
+# An editable install copies the built extension; link it instead, so a rebuild
+# (`jlpm build` in labextension/) is what JupyterLab serves.
+LABEXTENSION=.venv/share/jupyter/labextensions/spell-jupyter
+if [ ! -L "$LABEXTENSION" ]; then
+  rm -rf "$LABEXTENSION"
+  ln -s "$PWD/spell_jupyter/labextension" "$LABEXTENSION"
+fi
 
 # Where a Docker Engine answers, runs are containers: make sure a base image exists that needs
 # no registry (built from Debian packages), and make it the default framework.

@@ -15,6 +15,11 @@ def _jupyter_server_extension_points() -> list[dict]:
     return [{"module": "spell_jupyter.server.app", "app": SpellJupyter}]
 
 
+def _jupyter_labextension_paths() -> list[dict]:
+    """Where the prebuilt JupyterLab extension lies (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "spell-jupyter"}]
+
+
 def load_ipython_extension(ipython) -> None:
     """`%load_ext spell_jupyter`: the `%spell_run` and `%%spell` magics."""
     from .notebook import load_ipython_extension as load

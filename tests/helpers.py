@@ -62,10 +62,20 @@ class Lab:
     """A `jupyter server` process with the Spell extension enabled, as JupyterLab runs it
     (`app="jupyterlab"`: JupyterLab itself, its pages and the extension's sidebar)."""
 
-    def __init__(self, home, *args: str, app: str = "jupyter_server"):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+    def __init__(
+        self,
+        home,
+        *args: str,
+        app: str = "jupyter_server",
+        port: int | None = None,
+        token: str = LAB_TOKEN,
+    ):
+        """`port`: that port (a restart of a Lab), else a free one; `token`: its token."""
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log = home.path.parent / f"lab-{self.port}.log"
         argv = [
@@ -75,7 +85,7 @@ class Lab:
             "--ServerApp.ip=127.0.0.1",
             f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={LAB_TOKEN}",
+            f"--IdentityProvider.token={token}",
             "--ServerApp.allow_root=True",
             "--ServerApp.jpserver_extensions=spell_jupyter=True",
             f"--ServerApp.root_dir={home.path.parent}",

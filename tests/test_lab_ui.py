@@ -42,15 +42,17 @@ def browser():
         chromium.close()
 
 
+LAB_ARGS = (
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+)
+
+
 @pytest.fixture
 def lab_page(home, browser, request, tmp_path):
-    """JupyterLab on `home` (local backend) open in a new page, the Spell sidebar shown."""
-    the_lab = Lab(
-        home,
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        app="jupyterlab",
-    )
+    """JupyterLab on `home` (local backend) open in a new page, the Spell sidebar shown;
+    `page.spell_lab` is its server (a test may restart it)."""
+    the_lab = Lab(home, *LAB_ARGS, app="jupyterlab")
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -62,12 +64,13 @@ def lab_page(home, browser, request, tmp_path):
         tab.click()
     page.get_by_test_id("spell-sidebar-heading").wait_for(state="visible")
     page.spell_errors = errors
+    page.spell_lab = the_lab
     yield page
     folder = Path(os.environ.get("SPELL_UI_SCREENSHOTS") or tmp_path.parent / "ui-screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{request.node.name}.png"))
     page.close()
-    the_lab.stop()
+    page.spell_lab.stop()
 
 
 def row_status(page, run_id: int):
@@ -119,3 +122,28 @@ def test_the_servers_refusal_is_shown_in_the_dialog(lab_page, home):
     assert page.get_by_test_id("spell-pip").input_value() == "six;rm -rf /"  # kept to mend
     page.locator(".jp-Dialog-button.jp-mod-reject").click()
     assert home.client().runs.list() == []
+
+
+def test_the_panel_reconnects_after_a_server_restart_and_catches_up(lab_page, home):
+    page = lab_page
+    port = page.spell_lab.port
+    page.spell_lab.stop()  # JupyterLab goes away with the page open
+    during = home.spell("run", "-f", "echo while the Lab was away")  # a `spell server` leads
+    assert during.returncode == 0, during.stderr
+    page.spell_lab = Lab(home, *LAB_ARGS, app="jupyterlab", port=port)
+    row_status(page, 1).get_by_text("complete").wait_for(timeout=60_000)  # no reload
+    assert page.locator("#spell-sidebar .jp-spell-state").inner_text() == ""
+
+
+def test_a_changed_token_is_said_plainly(lab_page, home, tmp_path):
+    """The server comes back with another token and cookie secret: the page's session is no
+    longer good, and the panel says so rather than going blank."""
+    page = lab_page
+    port = page.spell_lab.port
+    page.spell_lab.stop()
+    secret = f"--ServerApp.cookie_secret_file={tmp_path / 'another-secret'}"
+    page.spell_lab = Lab(
+        home, *LAB_ARGS, secret, app="jupyterlab", port=port, token="another-token"
+    )
+    state = page.locator("#spell-sidebar .jp-spell-state")
+    state.get_by_text("Spell refused this session").wait_for(timeout=60_000)

@@ -115,17 +115,7 @@ export function followEvents(
   runListeners.add(onRun);
   stateListeners.add(onState);
   if (!source) {
-    const url = new URL(apiUrl('events'), window.location.href);
-    if (settings.token) {
-      url.searchParams.set('token', settings.token);
-    }
-    source = new EventSource(url.toString());
-    source.addEventListener('run', event => {
-      const run = JSON.parse((event as MessageEvent).data) as IRun;
-      runListeners.forEach(listener => listener(run));
-    });
-    source.onopen = () => stateListeners.forEach(listener => listener(true));
-    source.onerror = () => stateListeners.forEach(listener => listener(false));
+    openEvents();
   } else if (source.readyState === EventSource.OPEN) {
     onState(true);
   }
@@ -139,6 +129,33 @@ export function followEvents(
   };
 }
 
+function openEvents(): void {
+  const url = new URL(apiUrl('events'), window.location.href);
+  if (settings.token) {
+    url.searchParams.set('token', settings.token);
+  }
+  const opened = new EventSource(url.toString());
+  source = opened;
+  opened.addEventListener('run', event => {
+    const run = JSON.parse((event as MessageEvent).data) as IRun;
+    runListeners.forEach(listener => listener(run));
+  });
+  opened.onopen = () => stateListeners.forEach(listener => listener(true));
+  opened.onerror = () => {
+    stateListeners.forEach(listener => listener(false));
+    if (opened.readyState === EventSource.CLOSED && source === opened) {
+      // refused (not just cut off): EventSource gives up; try again a little later
+      source = null;
+      window.setTimeout(() => {
+        if (!source && runListeners.size) {
+          openEvents();
+        }
+      }, REOPEN_MS);
+    }
+  };
+}
+
+const REOPEN_MS = 5000;
 let source: EventSource | null = null;
 const runListeners = new Set<RunListener>();
 const stateListeners = new Set<StateListener>();

@@ -1,7 +1,7 @@
 // The Spell sidebar: the runs, newest first, kept current by the server's event stream.
 import { Widget } from '@lumino/widgets';
 
-import { IRun, followEvents, listRuns } from './api';
+import { IRun, SpellError, followEvents, listRuns, request } from './api';
 import { FINAL, duration, statusText } from './format';
 
 const SHOWN = 200;
@@ -62,9 +62,11 @@ export class RunsSidebar extends Widget {
     this.unsubscribe = followEvents(
       run => this.upsert(run),
       connected => {
-        this.state.textContent = connected ? '' : 'Reconnecting to the server…';
         if (connected) {
+          this.state.textContent = '';
           void this.load(); // catch up on the list as a whole after a gap
+        } else {
+          void this.probe();
         }
       }
     );
@@ -83,6 +85,19 @@ export class RunsSidebar extends Widget {
       this.draw();
     } catch (error) {
       this.state.textContent = (error as Error).message;
+    }
+  }
+
+  /** Why the stream dropped: a refusal is said as it is; else the server is away. */
+  private async probe(): Promise<void> {
+    try {
+      await request('');
+      this.state.textContent = 'Reconnecting to the server…';
+    } catch (error) {
+      this.state.textContent =
+        error instanceof SpellError && error.status === 403
+          ? error.message
+          : 'The server is not answering: reconnecting…';
     }
   }
 
