@@ -123,11 +123,10 @@ export class RunView extends Widget {
 
   private append(entries: ILogEntry[]): void {
     const lines = entries.map(entry => {
-      const line = renderLine(
-        entry.status_event ? `✨ ${entry.text}` : entry.text
-      );
+      const line = renderLine(entry.text);
       if (entry.status_event) {
         line.classList.add('jp-spell-log-status');
+        this.showStatus(entry.status); // the log says it first; the event brings the rest
       } else if (entry.stream === 'stderr') {
         line.classList.add('jp-spell-log-stderr');
       }
@@ -144,6 +143,18 @@ export class RunView extends Widget {
     }
     if (this.follow.checked) {
       this.logs.scrollTop = this.logs.scrollHeight;
+    }
+  }
+
+  private showStatus(status: string): void {
+    const shown = this.header.querySelector<HTMLElement>('.jp-spell-status');
+    if (
+      shown &&
+      !shown.classList.contains(`jp-spell-status-${status}`) &&
+      !FINAL.has(status)
+    ) {
+      shown.className = `jp-spell-status jp-spell-status-${status}`;
+      shown.textContent = status.replace(/_/g, ' ');
     }
   }
 

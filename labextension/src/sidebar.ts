@@ -51,7 +51,7 @@ export class RunsSidebar extends Widget {
     const table = document.createElement('table');
     table.className = 'jp-spell-runs';
     table.innerHTML =
-      '<thead><tr><th>ID</th><th>Command</th><th>Status</th><th>Machine</th>' +
+      '<thead><tr><th>ID</th><th>Status</th><th>Command</th><th>Machine</th>' +
       '<th>Duration</th><th>Labels</th></tr></thead>';
     this.body = table.createTBody();
     this.node.append(head, this.state, table);
@@ -137,8 +137,8 @@ export class RunsSidebar extends Widget {
       };
       const cells = [
         String(run.id),
-        run.command,
         statusText(run),
+        run.command,
         run.machine_type,
         duration(run),
         run.labels.join(', ')
@@ -146,7 +146,7 @@ export class RunsSidebar extends Widget {
       cells.forEach((text, index) => {
         const cell = row.insertCell();
         cell.textContent = text;
-        if (index === 2) {
+        if (index === 1) {
           cell.className = `jp-spell-status jp-spell-status-${run.status}`;
           cell.dataset.testid = 'spell-run-status';
         } else if (index === 4) {
