@@ -172,6 +172,10 @@ def test_magics_stream_logs_move_variables_and_share_the_store(home, kernel_of, 
     assert seen.stdout == "[4, 3, 2, 1]\n", seen.messages
     ps = home.spell("ps")
     assert [line.split()[0] for line in ps.stdout.splitlines()[1:]] == ["1", "2", "3", "4"]
+    # a cell that changes folder still sends its variables back
+    moved = kernel.run("%%spell --out z\nimport os\nos.makedirs('d')\nos.chdir('d')\nz = 5")
+    assert moved.status == "ok", moved.stderr
+    assert kernel.run("print(z)").stdout == "5\n"
 
 
 def test_bad_input_is_one_clear_line_and_makes_no_run(home, kernel_of, tmp_path):

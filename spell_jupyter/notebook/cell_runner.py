@@ -37,7 +37,8 @@ def unpicklable(values: dict) -> str:
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         return fail("usage: python -m spell_jupyter.notebook.cell_runner FOLDER")
-    folder = Path(argv[0])
+    folder = Path(argv[0]).resolve()
+    outputs_file = Path.cwd() / OUTPUTS_FILE  # where the kernel looks, even if the cell cds
     spec = json.loads((folder / "cell.json").read_text())
     here = "{}.{}".format(*sys.version_info[:2])
     if spec["inputs"] or spec["outputs"]:
@@ -69,10 +70,10 @@ def main(argv: list[str]) -> int:
             return fail(f"--out {', '.join(missing)}: the cell did not set {', '.join(missing)}")
         values = {name: namespace[name] for name in spec["outputs"]}
         try:
-            with open(OUTPUTS_FILE, "wb") as f:
+            with open(outputs_file, "wb") as f:
                 cloudpickle.dump(values, f, protocol=5)
         except Exception:
-            Path(OUTPUTS_FILE).unlink(missing_ok=True)
+            outputs_file.unlink(missing_ok=True)
             return fail(f"--out: {unpicklable(values)}")
     return 0
 
