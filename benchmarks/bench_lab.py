@@ -30,9 +30,9 @@ LAB_ARGS = (
     "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
 )
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-PRINTER = (
-    "python -c \"import time\nfor i in range(50):\n    print('t', time.time(), flush=True)\n"
-    '    time.sleep(0.1)"'
+PRINTER = (  # one line: the dialog's command field is a single-line input
+    'python -c "import time; '
+    "[print('t', time.time(), flush=True) or time.sleep(0.1) for _ in range(50)]\""
 )
 
 
@@ -70,6 +70,9 @@ def live_figures(browser, folder: Path) -> None:
         tab.wait_for(timeout=120_000)
         if page.locator("#spell-sidebar").is_hidden():
             tab.click()
+        from spell_jupyter.client import SpellClient
+
+        client = SpellClient(token=LAB_TOKEN, base_url=lab.url)
         submits = []
         for n in range(1, 6):
             page.get_by_test_id("spell-new-run").click()
@@ -82,6 +85,7 @@ def live_figures(browser, folder: Path) -> None:
             )
             row.get_by_text("running").wait_for(timeout=60_000)
             submits.append(time.perf_counter() - start)
+            client.runs.get(n).kill()  # room for the next one
         print(
             f"submit -> row running: median {statistics.median(submits):.3f} s, "
             f"max {max(submits):.3f} s (n={len(submits)})"
