@@ -35,10 +35,10 @@ def os_error(exc: APIError, path: str) -> OSError:
 
 
 def strip_protocol(path) -> str:
-    path = os.fspath(path)
-    if path.startswith(f"{PROTOCOL}://"):
-        path = path[len(PROTOCOL) + 3 :]
-    return path.rstrip("/")
+    """`spell://runs/1/x` -> `runs/1/x`, as SpellFileSystem reads its paths."""
+    from ..fs.spellfs import SpellFileSystem
+
+    return SpellFileSystem._strip_protocol(path)
 
 
 class SpellApiFileSystem(AbstractFileSystem):
