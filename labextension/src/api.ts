@@ -18,6 +18,7 @@ export interface IRun {
   started_at: string | null;
   ended_at: string | null;
   archived: boolean;
+  status_history: { status: string; at: string; message: string }[];
 }
 
 export interface ILogEntry {

@@ -11,6 +11,27 @@ export const FINAL = new Set([
   'interrupted'
 ]);
 
+/** Whether `run` is an older picture of a run than `shown`: responses and events travel on
+ * different connections, so an answer read before an event may arrive after it. A run's status
+ * history only grows. */
+export function isOlder(run: IRun, shown: IRun | undefined): boolean {
+  return !!shown && run.status_history.length < shown.status_history.length;
+}
+
+const LIFE = [
+  'machine_requested',
+  'building',
+  'mounting',
+  'running',
+  'saving',
+  'pushing'
+];
+
+/** Where a status comes in a run's life (the final ones last). */
+export function statusRank(status: string): number {
+  return FINAL.has(status) ? LIFE.length : LIFE.indexOf(status);
+}
+
 export function statusText(run: IRun): string {
   const text = run.status.replace(/_/g, ' ');
   return run.status === 'failed' && run.user_exit_code !== null

@@ -10,7 +10,14 @@ import {
   request,
   runAction
 } from './api';
-import { FINAL, duration, renderLine, statusText } from './format';
+import {
+  FINAL,
+  duration,
+  isOlder,
+  renderLine,
+  statusRank,
+  statusText
+} from './format';
 
 const KEPT_LINES = 5000;
 
@@ -24,6 +31,8 @@ export class RunView extends Widget {
   private abort = new AbortController();
   private unsubscribe: (() => void) | null = null;
   private dropped = 0;
+  private shown: IRun | undefined;
+  private logStatus = ''; // the newest status the log told of
 
   constructor(readonly runId: number) {
     super();
@@ -102,6 +111,10 @@ export class RunView extends Widget {
   }
 
   private showRun(run: IRun): void {
+    if (isOlder(run, this.shown)) {
+      return; // an answer read before the event already shown
+    }
+    this.shown = run;
     const final = FINAL.has(run.status);
     this.header.replaceChildren();
     const title = document.createElement('h2');
@@ -119,6 +132,7 @@ export class RunView extends Widget {
     this.header.append(title, facts);
     this.stopButton.disabled = final;
     this.killButton.disabled = final;
+    this.showStatus(this.logStatus);
   }
 
   private append(entries: ILogEntry[]): void {
@@ -146,15 +160,21 @@ export class RunView extends Widget {
     }
   }
 
+  /** A status the log told of, shown at once when it is later in the run's life than the
+   * one shown (final ones wait for the run itself, with its exit code). */
   private showStatus(status: string): void {
+    if (statusRank(status) > statusRank(this.logStatus)) {
+      this.logStatus = status;
+    }
     const shown = this.header.querySelector<HTMLElement>('.jp-spell-status');
     if (
       shown &&
-      !shown.classList.contains(`jp-spell-status-${status}`) &&
-      !FINAL.has(status)
+      this.shown &&
+      !FINAL.has(this.logStatus) &&
+      statusRank(this.logStatus) > statusRank(this.shown.status)
     ) {
-      shown.className = `jp-spell-status jp-spell-status-${status}`;
-      shown.textContent = status.replace(/_/g, ' ');
+      shown.className = `jp-spell-status jp-spell-status-${this.logStatus}`;
+      shown.textContent = this.logStatus.replace(/_/g, ' ');
     }
   }
 

@@ -2,7 +2,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { IRun, SpellError, followEvents, listRuns, request } from './api';
-import { FINAL, duration, statusText } from './format';
+import { FINAL, duration, isOlder, statusText } from './format';
 
 const SHOWN = 200;
 
@@ -81,7 +81,7 @@ export class RunsSidebar extends Widget {
   private async load(): Promise<void> {
     try {
       const runs = await listRuns([], SHOWN);
-      runs.forEach(run => this.runs.set(run.id, run));
+      runs.forEach(run => this.keep(run));
       this.draw();
     } catch (error) {
       this.state.textContent = (error as Error).message;
@@ -102,8 +102,14 @@ export class RunsSidebar extends Widget {
   }
 
   private upsert(run: IRun): void {
-    this.runs.set(run.id, run);
+    this.keep(run);
     this.draw();
+  }
+
+  private keep(run: IRun): void {
+    if (!isOlder(run, this.runs.get(run.id))) {
+      this.runs.set(run.id, run);
+    }
   }
 
   private visible(): IRun[] {
