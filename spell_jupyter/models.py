@@ -694,6 +694,12 @@ class CommitUpload(BaseModel):
     force: StrictBool = False
 
 
+class PrepareRun(BaseModel):
+    """POST /lab/prepare-run: the run of a file of the Jupyter server's folder."""
+
+    path: StrictStr = Field(description="The .py, .sh or .ipynb file, as the Lab names it")
+
+
 class LinkRequest(BaseModel):
     """PUT /links/<alias>: what the alias points at."""
 

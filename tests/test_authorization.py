@@ -45,9 +45,13 @@ async def test_a_read_only_user_cannot_create_runs_as_jupyter_refuses_its_conten
     assert json.loads(listing.body)["runs"] == []  # reads work, and nothing was made
 
 
-# What runs a command: creating a run, and a --local master's reports (which hand out its
-# workflow's token, with which runs are created).
-EXECUTES = {("/runs", "post"), ("/workflows/{run_id}/local", "post")}
+# What runs a command: creating a run, preparing one from a file of the Lab's folder, and a
+# --local master's reports (which hand out its workflow's token, with which runs are created).
+EXECUTES = {
+    ("/runs", "post"),
+    ("/lab/prepare-run", "post"),
+    ("/workflows/{run_id}/local", "post"),
+}
 
 
 @pytest.mark.parametrize(("route", "method"), ENDPOINTS)

@@ -19,6 +19,43 @@ export interface IRun {
   ended_at: string | null;
   archived: boolean;
   status_history: { status: string; at: string; message: string }[];
+  spec: IRunSpec;
+  workflow_id: number | null;
+  search_id: number | null;
+}
+
+export interface IMount {
+  resource: string;
+  path: string;
+}
+
+export interface ICodeSpec {
+  repository: string;
+  commit?: string | null;
+  archive?: string | null;
+  patch?: string | null;
+  github_url?: string | null;
+  github_ref?: string | null;
+}
+
+/** What a run is asked to be (POST /runs); the fields the Lab shows and sets. */
+export interface IRunSpec {
+  command: string;
+  machine_type: string;
+  framework: string;
+  docker_image?: string | null;
+  pip_packages: string[];
+  apt_packages: string[];
+  requirements?: string | null;
+  conda_env?: string | null;
+  envvars: Record<string, string>;
+  mounts: IMount[];
+  labels: string[];
+  description: string;
+  timeout_minutes?: number | null;
+  cwd: string;
+  code?: ICodeSpec | null;
+  project?: string | null;
 }
 
 export interface ILogEntry {
@@ -52,43 +89,104 @@ export function apiUrl(path: string): string {
   return URLExt.join(settings.baseUrl, API, path);
 }
 
+/** An API URL a link or the browser itself opens (downloads): absolute, with the token. */
+export function linkUrl(path: string): string {
+  const url = new URL(apiUrl(path), window.location.href);
+  if (settings.token) {
+    url.searchParams.set('token', settings.token);
+  }
+  return url.toString();
+}
+
 export async function request<T>(
   path: string,
-  init: RequestInit = {}
+  init: RequestInit = {},
+  as: 'json' | 'text' = 'json'
 ): Promise<T> {
   const response = await ServerConnection.makeRequest(
     apiUrl(path),
     init,
     settings
   );
-  const text = await response.text();
   if (!response.ok) {
-    let message = `${response.status} ${response.statusText}`;
-    try {
-      message = JSON.parse(text).message || message;
-    } catch {
-      // not JSON: keep the status line
-    }
-    if (response.status === 403) {
-      message = `Spell refused this session (${message}): reload JupyterLab, or log in again`;
-    }
-    throw new SpellError(response.status, message);
+    throw await failure(response);
+  }
+  const text = await response.text();
+  if (as === 'text') {
+    return text as T;
   }
   return (text ? JSON.parse(text) : {}) as T;
 }
 
+/** The error a refused response carries, with the server's own message. */
+export async function failure(response: Response): Promise<SpellError> {
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    message = JSON.parse(await response.text()).message || message;
+  } catch {
+    // not JSON: keep the status line
+  }
+  if (response.status === 403) {
+    message = `Spell refused this session (${message}): reload JupyterLab, or log in again`;
+  }
+  return new SpellError(response.status, message);
+}
+
+export interface IFileInfo {
+  path: string;
+  name: string;
+  type: string;
+  size: number;
+  modified?: string | null;
+  target?: string | null;
+}
+
+/** A SpellFS folder's entries (links and folders first, then files, by name). */
+export async function listFolder(path: string): Promise<IFileInfo[]> {
+  const listing = await request<{ entries: IFileInfo[] }>(
+    path ? `resources/${encodePath(path)}` : 'resources'
+  );
+  return listing.entries;
+}
+
+export function encodePath(path: string): string {
+  return path.split('/').map(encodeURIComponent).join('/');
+}
+
+export interface IRunQuery {
+  statuses?: string[];
+  kinds?: string[];
+  labels?: string[];
+  limit?: number;
+  offset?: number;
+}
+
+/** A page of runs, newest first, and how many match in all. */
 export async function listRuns(
-  statuses: string[],
-  limit = 200
-): Promise<IRun[]> {
-  const query = new URLSearchParams({ limit: String(limit) });
-  statuses.forEach(status => query.append('status', status));
-  const page = await request<{ runs: IRun[] }>(`runs?${query}`);
-  return page.runs;
+  query: IRunQuery
+): Promise<{ runs: IRun[]; total: number }> {
+  const params = new URLSearchParams({
+    limit: String(query.limit ?? 100),
+    offset: String(query.offset ?? 0)
+  });
+  (query.statuses ?? []).forEach(status => params.append('status', status));
+  (query.kinds ?? []).forEach(kind => params.append('kind', kind));
+  (query.labels ?? []).forEach(label => params.append('label', label));
+  return request<{ runs: IRun[]; total: number }>(`runs?${params}`);
 }
 
 export function runAction(id: number, action: 'stop' | 'kill'): Promise<IRun> {
   return request<IRun>(`runs/${id}/${action}`, { method: 'POST' });
+}
+
+export function archiveRun(id: number): Promise<IRun> {
+  return request<IRun>(`runs/${id}/archive`, { method: 'POST' });
+}
+
+export function labelRun(id: number, label: string): Promise<IRun> {
+  return request<IRun>(`runs/${id}/labels/${encodeURIComponent(label)}`, {
+    method: 'PUT'
+  });
 }
 
 export function newRun(body: object): Promise<IRun> {
@@ -103,6 +201,7 @@ export async function machineTypes(): Promise<IMachineType[]> {
 }
 
 type RunListener = (run: IRun) => void;
+type MetricsListener = (runId: number) => void;
 type StateListener = (connected: boolean) => void;
 
 /** The server's event stream, one EventSource for the whole Lab (a browser allows few
@@ -111,10 +210,14 @@ type StateListener = (connected: boolean) => void;
  * or a server restart, from the last event ID, with nothing missed. Returns the unsubscribe. */
 export function followEvents(
   onRun: RunListener,
-  onState: StateListener
+  onState: StateListener,
+  onMetrics?: MetricsListener
 ): () => void {
   runListeners.add(onRun);
   stateListeners.add(onState);
+  if (onMetrics) {
+    metricsListeners.add(onMetrics);
+  }
   if (!source) {
     openEvents();
   } else if (source.readyState === EventSource.OPEN) {
@@ -123,6 +226,9 @@ export function followEvents(
   return () => {
     runListeners.delete(onRun);
     stateListeners.delete(onState);
+    if (onMetrics) {
+      metricsListeners.delete(onMetrics);
+    }
     if (!runListeners.size && source) {
       source.close();
       source = null;
@@ -131,15 +237,17 @@ export function followEvents(
 }
 
 function openEvents(): void {
-  const url = new URL(apiUrl('events'), window.location.href);
-  if (settings.token) {
-    url.searchParams.set('token', settings.token);
-  }
-  const opened = new EventSource(url.toString());
+  const opened = new EventSource(linkUrl('events'));
   source = opened;
   opened.addEventListener('run', event => {
     const run = JSON.parse((event as MessageEvent).data) as IRun;
     runListeners.forEach(listener => listener(run));
+  });
+  opened.addEventListener('metrics', event => {
+    const { run_id } = JSON.parse((event as MessageEvent).data) as {
+      run_id: number;
+    };
+    metricsListeners.forEach(listener => listener(run_id));
   });
   opened.onopen = () => stateListeners.forEach(listener => listener(true));
   opened.onerror = () => {
@@ -160,6 +268,7 @@ const REOPEN_MS = 5000;
 let source: EventSource | null = null;
 const runListeners = new Set<RunListener>();
 const stateListeners = new Set<StateListener>();
+const metricsListeners = new Set<MetricsListener>();
 
 /** A run's log entries as they come (NDJSON over a fetch stream), until it ends or `signal`. */
 export async function followLogs(

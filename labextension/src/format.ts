@@ -111,3 +111,14 @@ export function renderLine(text: string): HTMLElement {
   }
   return line;
 }
+
+/** 1536 -> '1.5KiB' (as `spell ls` says it). */
+export function formatSize(size: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let unit = 0;
+  while (size >= 1024 && unit < units.length - 1) {
+    size /= 1024;
+    unit++;
+  }
+  return unit ? `${size.toFixed(1)}${units[unit]}` : `${size}B`;
+}

@@ -1,13 +1,27 @@
-// spell-jupyter in JupyterLab: the Spell sidebar, a tab per run, and a new-run dialog.
+// spell-jupyter in JupyterLab: the Spell sidebar (runs), a SpellFS panel, a tab per run, the
+// new-run dialog, and "Run on Spell" for .py, .sh and .ipynb files (file browser, notebook
+// toolbar). SpellFS is also a read-only drive, so Lab opens run outputs with its own viewers.
 import {
   ILabShell,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  Notification,
+  ToolbarButton
+} from '@jupyterlab/apputils';
+import { URLExt } from '@jupyterlab/coreutils';
+import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { ServerConnection } from '@jupyterlab/services';
 import { LabIcon } from '@jupyterlab/ui-components';
 
-import { askForRun } from './newrun';
+import { failure, request } from './api';
+import { DRIVE, SpellDrive } from './drive';
+import { FilesBrowser } from './files';
+import { IRunForm, askForRun, formOf } from './newrun';
 import { RunView } from './runview';
 import { RunsSidebar } from './sidebar';
 
@@ -18,22 +32,56 @@ const spellIcon = new LabIcon({
     'fill="#616161" d="M12 2l2.4 6.9H21l-5.4 4.2 2 7L12 16l-5.6 4.1 2-7L3 8.9h6.6z"/></svg>'
 });
 
+const filesIcon = new LabIcon({
+  name: 'spell-jupyter:files',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><path class="jp-icon3" ' +
+    'fill="#616161" d="M4 5h6l2 2h8v12H4z M13 10l1 2.6h2.8l-2.2 1.7.8 2.7-2.4-1.6-2.4 1.6.8-2.7-2.2-1.7H12z"/></svg>'
+});
+
+const RUNNABLE = /\.(py|sh|ipynb)$/i;
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'spell-jupyter:plugin',
-  description: "Spell's runs, live logs and a new-run dialog",
+  description:
+    "Spell's runs, live logs, outputs and metrics, SpellFS, and a new-run dialog",
   autoStart: true,
   requires: [ILabShell],
-  optional: [ICommandPalette],
+  optional: [ICommandPalette, IDefaultFileBrowser],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    fileBrowser: IDefaultFileBrowser | null
   ) => {
+    app.serviceManager.contents.addDrive(new SpellDrive());
+    const openFile = (path: string) =>
+      void app.commands.execute('docmanager:open', {
+        path: `${DRIVE}:${path}`
+      });
+    const readLabFile = async (path: string): Promise<Blob> => {
+      const settings = ServerConnection.makeSettings();
+      const response = await ServerConnection.makeRequest(
+        URLExt.join(settings.baseUrl, 'files', URLExt.encodeParts(path)),
+        {},
+        settings
+      );
+      if (!response.ok) {
+        throw await failure(response);
+      }
+      return response.blob();
+    };
+    const files = { open: openFile, readLabFile };
+
     const views = new Map<number, MainAreaWidget<RunView>>();
     const openRun = (id: number) => {
       let view = views.get(id);
       if (!view || view.isDisposed) {
-        view = new MainAreaWidget({ content: new RunView(id) });
+        const content = new RunView(id, {
+          files,
+          rerun: run => void submit(formOf(run), `Rerun of run ${run.id}`)
+        });
+        view = new MainAreaWidget({ content });
         view.id = `spell-run-view-${id}`;
         view.title.label = `Run ${id}`;
         view.title.icon = spellIcon;
@@ -42,25 +90,99 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       shell.activateById(view.id);
     };
+    const submit = async (form: IRunForm = {}, title?: string) => {
+      const run = await askForRun(form, '', title);
+      if (run) {
+        openRun(run.id);
+      }
+    };
+    const runFile = async (path: string) => {
+      try {
+        const prepared = await request<IRunForm & { warnings: string[] }>(
+          'lab/prepare-run',
+          { method: 'POST', body: JSON.stringify({ path }) }
+        );
+        const { warnings, ...form } = prepared;
+        warnings.forEach(warning => Notification.warning(warning));
+        await submit(form, `Run ${path} on Spell`);
+      } catch (error) {
+        Notification.error((error as Error).message);
+      }
+    };
+
     app.commands.addCommand('spell:new-run', {
       label: 'New Spell run…',
       caption: 'Run a command on Spell',
-      execute: async () => {
-        const run = await askForRun();
-        if (run) {
-          openRun(run.id);
-        }
-      }
+      execute: () => submit()
     });
     app.commands.addCommand('spell:open-run', {
       label: 'Open a Spell run',
       execute: args => openRun(Number(args.id))
     });
+    app.commands.addCommand('spell:run-file', {
+      label: 'Run on Spell',
+      caption: 'Run this file on Spell, with its folder as the code',
+      icon: spellIcon,
+      isVisible: args =>
+        typeof args.path === 'string' ||
+        [...(fileBrowser?.selectedItems() ?? [])].some(
+          item => item.type !== 'directory' && RUNNABLE.test(item.path)
+        ),
+      execute: args => {
+        const path =
+          typeof args.path === 'string'
+            ? args.path
+            : [...(fileBrowser?.selectedItems() ?? [])].find(item =>
+                RUNNABLE.test(item.path)
+              )?.path;
+        if (path) {
+          return runFile(path);
+        }
+      }
+    });
+    for (const type of ['python', 'notebook', 'shell']) {
+      app.contextMenu.addItem({
+        command: 'spell:run-file',
+        selector: `.jp-DirListing-item[data-file-type="${type}"]`,
+        rank: 3
+      });
+    }
+    app.docRegistry.addWidgetExtension('Notebook', {
+      createNew: (
+        panel: IDocumentWidget,
+        context: DocumentRegistry.IContext<DocumentRegistry.IModel>
+      ) => {
+        const button = new ToolbarButton({
+          icon: spellIcon,
+          label: 'Run on Spell',
+          tooltip: 'Run this notebook on Spell (saved first)',
+          onClick: async () => {
+            if (context.model.dirty) {
+              await context.save();
+            }
+            await runFile(context.path);
+          }
+        });
+        button.node.dataset.testid = 'spell-notebook-run';
+        panel.toolbar.insertAfter('cellType', 'spell-run', button);
+        return button;
+      }
+    });
+
     const sidebar = new RunsSidebar(openRun, () =>
       app.commands.execute('spell:new-run')
     );
     sidebar.title.icon = spellIcon;
     shell.add(sidebar, 'left', { rank: 300 });
+    const spellfs = new FilesBrowser({
+      ...files,
+      root: '',
+      testid: 'spell-files'
+    });
+    spellfs.id = 'spell-files-panel';
+    spellfs.title.icon = filesIcon;
+    spellfs.title.caption = 'SpellFS';
+    shell.add(spellfs, 'left', { rank: 301 });
     palette?.addItem({ command: 'spell:new-run', category: 'Spell' });
   }
 };

@@ -1,74 +1,97 @@
-// A run's tab: its status, Stop and Kill, and its logs streaming live (a follow toggle; lines
-// kept in the page are bounded, so a run of a million lines does not freeze the tab).
-import { Widget } from '@lumino/widgets';
+// A run's tab: its header (status, machine, duration), actions (Stop, Kill, Label, Archive,
+// Rerun) and four panes: the logs streaming live, what the run was made of, its outputs
+// (runs/<id>/ in a SpellFS browser) and its metrics as charts.
+import { InputDialog } from '@jupyterlab/apputils';
+import { Panel, TabPanel, Widget } from '@lumino/widgets';
 
 import {
-  ILogEntry,
   IRun,
+  archiveRun,
   followEvents,
   followLogs,
+  labelRun,
+  linkUrl,
   request,
   runAction
 } from './api';
-import {
-  FINAL,
-  duration,
-  isOlder,
-  renderLine,
-  statusRank,
-  statusText
-} from './format';
+import { RunDetails } from './details';
+import { FilesBrowser, IFilesOptions } from './files';
+import { FINAL, duration, isOlder, statusRank, statusText } from './format';
+import { LogView } from './logview';
+import { MetricsView } from './charts';
 
-const KEPT_LINES = 5000;
+export interface IRunViewOptions {
+  files: Omit<IFilesOptions, 'root' | 'testid'>;
+  /** The new-run dialog, filled in from this run. */
+  rerun: (run: IRun) => void;
+}
 
-export class RunView extends Widget {
-  private header: HTMLElement;
-  private logs: HTMLElement;
-  private follow: HTMLInputElement;
+export class RunView extends Panel {
+  private header = new Widget();
   private message: HTMLElement;
-  private stopButton: HTMLButtonElement;
-  private killButton: HTMLButtonElement;
+  private buttons: Record<string, HTMLButtonElement> = {};
+  private logs: LogView;
+  private details = new RunDetails();
+  private outputs: FilesBrowser;
+  private metrics: MetricsView;
   private abort = new AbortController();
   private unsubscribe: (() => void) | null = null;
-  private dropped = 0;
   private shown: IRun | undefined;
   private logStatus = ''; // the newest status the log told of
+  private ticker = 0;
 
-  constructor(readonly runId: number) {
+  constructor(
+    readonly runId: number,
+    private options: IRunViewOptions
+  ) {
     super();
     this.id = `spell-run-${runId}`;
     this.addClass('jp-spell-run');
     this.title.label = `Run ${runId}`;
     this.title.closable = true;
-    this.header = document.createElement('div');
-    this.header.className = 'jp-spell-run-header';
-    this.header.dataset.testid = 'spell-run-header';
-    const bar = document.createElement('div');
-    bar.className = 'jp-spell-run-bar';
-    this.stopButton = this.button('Stop', () => this.act('stop'));
-    this.killButton = this.button('Kill', () => this.act('kill'));
-    this.killButton.classList.add('jp-mod-warn');
-    const label = document.createElement('label');
-    this.follow = document.createElement('input');
-    this.follow.type = 'checkbox';
-    this.follow.checked = true;
-    label.append(this.follow, ' Follow');
+    this.header.addClass('jp-spell-run-header');
+    this.header.node.dataset.testid = 'spell-run-header';
+    const bar = new Widget();
+    bar.addClass('jp-spell-run-bar');
+    for (const [text, act] of [
+      ['Stop', () => this.act('stop')],
+      ['Kill', () => this.act('kill')],
+      ['Label', () => this.label()],
+      ['Archive', () => this.archive()],
+      ['Rerun', () => this.shown && this.options.rerun(this.shown)]
+    ] as [string, () => void][]) {
+      const button = document.createElement('button');
+      button.className = 'jp-mod-styled';
+      button.textContent = text;
+      button.dataset.testid = `spell-${text.toLowerCase()}`;
+      button.onclick = act;
+      this.buttons[text] = button;
+      bar.node.appendChild(button);
+    }
+    this.buttons.Kill.classList.add('jp-mod-warn');
     this.message = document.createElement('span');
     this.message.className = 'jp-spell-message';
-    bar.append(this.stopButton, this.killButton, label, this.message);
-    this.logs = document.createElement('div');
-    this.logs.className = 'jp-spell-logs';
-    this.logs.dataset.testid = 'spell-run-logs';
-    this.node.append(this.header, bar, this.logs);
-  }
-
-  private button(text: string, onClick: () => void): HTMLButtonElement {
-    const button = document.createElement('button');
-    button.className = 'jp-mod-styled';
-    button.textContent = text;
-    button.dataset.testid = `spell-${text.toLowerCase()}`;
-    button.onclick = onClick;
-    return button;
+    this.message.dataset.testid = 'spell-run-message';
+    bar.node.appendChild(this.message);
+    this.logs = new LogView(linkUrl(`runs/${runId}/logs?download=true`));
+    this.logs.title.label = 'Logs';
+    this.details.title.label = 'Details';
+    this.outputs = new FilesBrowser({
+      ...options.files,
+      root: `runs/${runId}`,
+      testid: 'spell-run-outputs'
+    });
+    this.outputs.title.label = 'Outputs';
+    this.metrics = new MetricsView(runId);
+    this.metrics.title.label = 'Metrics';
+    const panes = new TabPanel();
+    panes.addClass('jp-spell-run-panes');
+    for (const pane of [this.logs, this.details, this.outputs, this.metrics]) {
+      panes.addWidget(pane);
+    }
+    this.addWidget(this.header);
+    this.addWidget(bar);
+    this.addWidget(panes);
   }
 
   protected onAfterAttach(): void {
@@ -82,23 +105,38 @@ export class RunView extends Widget {
       connected => {
         if (connected) {
           void this.load();
+          this.metrics.update();
+        }
+      },
+      runId => {
+        if (runId === this.runId) {
+          this.metrics.update();
         }
       }
     );
     void followLogs(
       this.runId,
-      entries => this.append(entries),
+      entries => {
+        this.logs.append(entries);
+        for (const entry of entries) {
+          if (entry.status_event) {
+            this.showStatus(entry.status); // the log says it first; the event brings the rest
+          }
+        }
+      },
       this.abort.signal
     ).catch(error => {
       if (!this.abort.signal.aborted) {
         this.message.textContent = (error as Error).message;
       }
     });
+    this.ticker = window.setInterval(() => this.tick(), 1000);
   }
 
   dispose(): void {
     this.abort.abort();
     this.unsubscribe?.();
+    window.clearInterval(this.ticker);
     super.dispose();
   }
 
@@ -114,9 +152,14 @@ export class RunView extends Widget {
     if (isOlder(run, this.shown)) {
       return; // an answer read before the event already shown
     }
+    const first = !this.shown;
+    const changed =
+      !this.shown ||
+      this.shown.status_history.length !== run.status_history.length ||
+      this.shown.labels.join() !== run.labels.join();
     this.shown = run;
     const final = FINAL.has(run.status);
-    this.header.replaceChildren();
+    this.header.node.replaceChildren();
     const title = document.createElement('h2');
     title.textContent = `Run ${run.id}: ${run.command}`;
     const facts = document.createElement('div');
@@ -124,39 +167,34 @@ export class RunView extends Widget {
     status.className = `jp-spell-status jp-spell-status-${run.status}`;
     status.dataset.testid = 'spell-run-view-status';
     status.textContent = statusText(run);
+    const time = document.createElement('span');
+    time.className = 'jp-spell-duration';
+    time.textContent = duration(run);
     facts.append(
       status,
-      ` · ${run.machine_type} · ${duration(run)} · outputs: runs/${run.id}`,
-      run.labels.length ? ` · ${run.labels.join(', ')}` : ''
+      ` · ${run.machine_type} · `,
+      time,
+      run.labels.length ? ` · ${run.labels.join(', ')}` : '',
+      run.archived ? ' · archived' : '',
+      run.status_message ? ` · ${run.status_message}` : ''
     );
-    this.header.append(title, facts);
-    this.stopButton.disabled = final;
-    this.killButton.disabled = final;
+    this.header.node.append(title, facts);
+    this.buttons.Stop.disabled = final;
+    this.buttons.Kill.disabled = final;
+    this.buttons.Archive.disabled = !final || run.archived;
     this.showStatus(this.logStatus);
+    if (first || changed) {
+      this.details.render(run);
+    }
+    if (final && !first && this.outputs.isVisible) {
+      void this.outputs.refresh(); // what the run saved at its end
+    }
   }
 
-  private append(entries: ILogEntry[]): void {
-    const lines = entries.map(entry => {
-      const line = renderLine(entry.text);
-      if (entry.status_event) {
-        line.classList.add('jp-spell-log-status');
-        this.showStatus(entry.status); // the log says it first; the event brings the rest
-      } else if (entry.stream === 'stderr') {
-        line.classList.add('jp-spell-log-stderr');
-      }
-      return line;
-    });
-    this.logs.append(...lines);
-    const extra = this.logs.childElementCount - KEPT_LINES;
-    for (let i = 0; i < extra; i++) {
-      this.logs.firstElementChild?.remove();
-    }
-    if (extra > 0) {
-      this.dropped += extra;
-      this.message.textContent = `The first ${this.dropped} lines are not shown here (spell logs ${this.runId} has them all)`;
-    }
-    if (this.follow.checked) {
-      this.logs.scrollTop = this.logs.scrollHeight;
+  private tick(): void {
+    const time = this.header.node.querySelector('.jp-spell-duration');
+    if (time && this.shown && !FINAL.has(this.shown.status)) {
+      time.textContent = duration(this.shown);
     }
   }
 
@@ -166,7 +204,8 @@ export class RunView extends Widget {
     if (statusRank(status) > statusRank(this.logStatus)) {
       this.logStatus = status;
     }
-    const shown = this.header.querySelector<HTMLElement>('.jp-spell-status');
+    const shown =
+      this.header.node.querySelector<HTMLElement>('.jp-spell-status');
     if (
       shown &&
       this.shown &&
@@ -179,9 +218,38 @@ export class RunView extends Widget {
   }
 
   private async act(action: 'stop' | 'kill'): Promise<void> {
+    await this.attempt(
+      () => runAction(this.runId, action),
+      action === 'stop' ? 'Stopping…' : 'Killing…'
+    );
+  }
+
+  private async label(): Promise<void> {
+    const answer = await InputDialog.getText({
+      title: `Label run ${this.runId}`,
+      placeholder: 'a label, such as best'
+    });
+    if (answer.button.accept && answer.value) {
+      const label = answer.value.trim();
+      await this.attempt(
+        () => labelRun(this.runId, label),
+        `Labelled ${label}`
+      );
+    }
+  }
+
+  private async archive(): Promise<void> {
+    await this.attempt(
+      () => archiveRun(this.runId),
+      'Archived: hidden from the runs list (spell ps --archived shows it)'
+    );
+  }
+
+  /** Ask the server; the run it answers is shown, else its message. */
+  private async attempt(ask: () => Promise<IRun>, done: string): Promise<void> {
     try {
-      this.showRun(await runAction(this.runId, action));
-      this.message.textContent = action === 'stop' ? 'Stopping…' : 'Killing…';
+      this.showRun(await ask());
+      this.message.textContent = done;
     } catch (error) {
       this.message.textContent = (error as Error).message;
     }

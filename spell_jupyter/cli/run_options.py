@@ -173,7 +173,7 @@ def code_folder(github_url: str | None, commit_ref: str | None, force: bool) -> 
     none (asked first on a terminal unless --force)."""
     if github_url:
         return None
-    from ..client.code import find_repository
+    from ..code_snapshot import find_repository
 
     if find_repository(os.getcwd()) is not None:
         return os.getcwd()

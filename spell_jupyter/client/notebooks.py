@@ -8,16 +8,13 @@ expects it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..notebook_runs import EXECUTOR
+from .. import notebook_runs
 from .errors import InvalidArgument
 
-SHIPPED_PREFIX = "notebook-cells"  # uploads/notebook-cells/<digest>/: what runs need from here
 PARAMETERS_TAG = "parameters"
 PARAMETER_FLAGS = {"-p": "-p", "--parameters": "-p", "-r": "-r", "--parameters-raw": "-r"}
 
@@ -32,10 +29,10 @@ class NotebookCommand:
 
     @property
     def command(self) -> str:
-        words = [self.path]
+        words = []
         for flag, name, value in self.parameters:
             words += [flag, name, value]
-        return f"{EXECUTOR} {shlex.join(words)}"
+        return notebook_runs.executor_command(self.path, words)
 
 
 def notebook_words(command: str) -> list[str] | None:
@@ -67,17 +64,10 @@ def parse_notebook_command(words: list[str]) -> NotebookCommand:
 
 def read_notebook(local: Path, shown: str) -> dict:
     """The notebook's JSON; a clear error when it is missing or not a notebook."""
-    if not local.is_file():
-        raise InvalidArgument(f"notebook {shown} does not exist (looked at {local})")
     try:
-        nb = json.loads(local.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"{shown} is not a notebook: {exc}") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or "nbformat" not in nb:
-        raise InvalidArgument(f"{shown} is not a notebook: it has no nbformat cells")
-    if nb["nbformat"] != 4:
-        raise InvalidArgument(f"{shown} is nbformat {nb['nbformat']}: save it as nbformat 4")
-    return nb
+        return notebook_runs.read_notebook(local, shown)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def has_parameters_cell(nb: dict) -> bool:
@@ -107,9 +97,3 @@ def prepare_notebook(command: str, folder: Path | None, in_code) -> NotebookComm
     notebook.local = local
     notebook.shipped = not in_code(local)
     return notebook
-
-
-def shipped_name(data: bytes, filename: str) -> str:
-    """The upload name a shipped file is kept under (content-addressed: sent once)."""
-    digest = hashlib.sha256(data).hexdigest()[:24]
-    return f"{SHIPPED_PREFIX}/{digest}/{filename}"

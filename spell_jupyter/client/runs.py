@@ -10,12 +10,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..code_snapshot import CodeError, holds_file
+from ..notebook_runs import shipped_name
 from ..status import FINAL_STATUSES, Status
 from ..stop_conditions import parse_stop_conditions
-from .code import holds_file
 from .environment import read_text_file, top_level_packages
 from .errors import InvalidArgument, UnsupportedArgument, WaitError
-from .notebooks import prepare_notebook, shipped_name
+from .notebooks import prepare_notebook
 from .transport import STREAM_TIMEOUT, quote_segment
 
 if TYPE_CHECKING:
@@ -433,9 +434,12 @@ class RunsService:
     def _read_code(folder: str | None, commit_ref: str | None, url: str | None):
         if url or (folder is None and not commit_ref):
             return None
-        from .code import read_code
+        from ..code_snapshot import read_code
 
-        return read_code(folder or ".", commit_ref)
+        try:
+            return read_code(folder or ".", commit_ref)
+        except CodeError as exc:
+            raise InvalidArgument(str(exc)) from None
 
     def _create(self, body: dict, warnings: list[str]) -> Run:
         run = Run(self._client, self._client.transport.json("POST", "runs", json=body))

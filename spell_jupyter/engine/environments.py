@@ -99,6 +99,9 @@ class Frameworks:
             packages = frozenset(_canonical_name(p) for p in spec.get("packages", []))
             self.frameworks[name.lower()] = Framework(name, spec["image"], packages)
 
+    def names(self) -> list[str]:
+        return [f.name for f in self.frameworks.values()]
+
     def get(self, name: str) -> Framework:
         try:
             return self.frameworks[name.lower()]

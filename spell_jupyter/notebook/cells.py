@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..client.notebooks import SHIPPED_PREFIX
+from ..notebook_runs import SHIPPED_PREFIX
 from .cell_runner import OUTPUTS_FILE, unpicklable
 
 CELL_MOUNT = ".spell-cell"

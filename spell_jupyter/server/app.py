@@ -28,6 +28,7 @@ from ..paths import run_api_dir, spell_home
 from ..processes import alive
 from ..services import DEFAULT_MOUNT_URLS, RunManager, SpellFSManager
 from ..services.change_feed import ChangeFeed
+from ..services.lab_runs import LabRuns
 from ..services.metrics import MetricsManager
 from ..services.run_access import RunAccess
 from ..store import RunStore, connect_database
@@ -255,6 +256,7 @@ class SpellJupyter(ExtensionApp):
             spell_run_access=RunAccess(store),
             spell_metrics=MetricsManager(store, metric_store, self.engine.wake),
             spell_changes=ChangeFeed(store, metric_store),
+            spell_lab_runs=LabRuns(self.serverapp.root_dir, resources),
         )
         self.run_socket = RunSocket(
             self.serverapp.web_app.settings, self.engine.run_api_dir, IOLoop.current()

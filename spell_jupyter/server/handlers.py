@@ -14,7 +14,16 @@ from tornado.iostream import StreamClosedError
 
 from .._version import __version__
 from ..errors import InvalidInput
-from ..models import LocalReport, RunAction, RunKind, RunPage, RunSpec, SendMetrics, Status
+from ..models import (
+    LocalReport,
+    PrepareRun,
+    RunAction,
+    RunKind,
+    RunPage,
+    RunSpec,
+    SendMetrics,
+    Status,
+)
 from ..services.run_access import Level
 from .base import SpellHandler, api
 from .resource_handlers import (
@@ -52,6 +61,7 @@ class RootHandler(SpellHandler):
                 "leader": engine.is_leader,
                 "spell_server": self.settings.get("spell_is_spell_server", False),
                 "pid": os.getpid(),
+                "frameworks": self.service.frameworks.names(),
                 "spellfs_folders": self.resources.fs.local_folders(),
             }
         )
@@ -135,7 +145,8 @@ class LabelHandler(SpellHandler):
 
 
 class LogsHandler(SpellHandler):
-    """Newline-delimited JSON log entries; with follow=true, until the run is final."""
+    """Newline-delimited JSON log entries; with follow=true, until the run is final;
+    download=true: the lines' text as a file (run-<id>-logs.txt)."""
 
     run_tokens = {"get": Level.RUN}
     run_in_path = True
@@ -146,10 +157,17 @@ class LogsHandler(SpellHandler):
         follow = self.bool_arg("follow")
         offset = self.int_arg("offset", 0)
         tail = self.int_arg("tail", -1, -1)
+        download = self.bool_arg("download")
+        if download and follow:
+            raise InvalidInput("download=true gives the log as it is now: leave out follow")
         await self.call(self.service.status_of, rid)  # 404 before the stream starts
         if tail >= 0:
             offset = max(offset, await self.call(self.service.log_count, rid) - tail)
-        self.set_header("Content-Type", "application/x-ndjson")
+        if download:
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.set_header("Content-Disposition", f'attachment; filename="run-{rid}-logs.txt"')
+        else:
+            self.set_header("Content-Type", "application/x-ndjson")
         self.set_header("Cache-Control", "no-cache")
         # Subscribed before the store is read: what is written after that comes from the feed.
         subscription = self.service.feed.subscribe(rid) if follow else None
@@ -159,7 +177,10 @@ class LogsHandler(SpellHandler):
                 final = (await self.call(self.service.status_of, rid)).is_final
                 entries = await self.call(self.service.logs, rid, offset)
                 if entries:
-                    self.write("".join(e.model_dump_json() + "\n" for e in entries))
+                    if download:
+                        self.write("".join(e.text + "\n" for e in entries))
+                    else:
+                        self.write("".join(e.model_dump_json() + "\n" for e in entries))
                     await self.flush()
                     offset = entries[-1].offset + 1
                     continue
@@ -395,6 +416,16 @@ def _json_default(value):
     raise TypeError(type(value).__name__)
 
 
+class PrepareRunHandler(SpellHandler):
+    """The new-run form for a file of this Jupyter server's folder ("Run on Spell" in the Lab):
+    its code stored, the file shipped when git does not hold it. Never for a run's token."""
+
+    @api(action="execute")
+    async def post(self):
+        body = PrepareRun.model_validate(self.json_body())
+        self.finish(await self.call(self.settings["spell_lab_runs"].prepare, body.path))
+
+
 class MachineTypesHandler(SpellHandler):
     run_tokens = {"get": Level.ANY}
 
@@ -422,6 +453,7 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/runs/{run_id}/metrics", MetricsHandler),
     ("/runs/{run_id}/metrics/{name}", MetricHandler),
     ("/machine-types", MachineTypesHandler),
+    ("/lab/prepare-run", PrepareRunHandler),
     ("/runs/{run_id}/patch", PatchHandler),
     ("/resources", ResourcesHandler),
     ("/resources/{path}", ResourceHandler),

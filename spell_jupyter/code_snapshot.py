@@ -1,5 +1,6 @@
-"""Code sync on the submitting side (GitPython): a folder's repository, the commit to run, its
-uncommitted changes as a patch, and the files git does not track.
+"""A run's code as it is read where the run is asked for (GitPython): a folder's repository, the
+commit to run, its uncommitted changes as a patch, and the files git does not track. Shared by the
+client (`spell run` here) and the server (a run asked for from a file of the Lab's root).
 
 The commit travels as a tar archive, stored by its sha256 so each commit is sent once."""
 
@@ -11,7 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidArgument
+
+class CodeError(ValueError):
+    """Code that cannot be read as asked (no commits yet, a bare repository, no such ref)."""
 
 
 @dataclass
@@ -53,16 +56,14 @@ def read_code(folder: str | os.PathLike[str], commit_ref: str | None = None) -> 
     if repo is None:
         return None
     if repo.bare or repo.working_tree_dir is None:
-        raise InvalidArgument(f"{folder} is in a bare repository: run from a checkout")
+        raise CodeError(f"{folder} is in a bare repository: run from a checkout")
     root = Path(repo.working_tree_dir).resolve()
     try:
         commit = repo.commit(commit_ref or "HEAD")
     except (git.BadName, ValueError, git.GitCommandError):
         if commit_ref:
-            raise InvalidArgument(
-                f"--commit-ref {commit_ref!r} names no commit in {root}"
-            ) from None
-        raise InvalidArgument(
+            raise CodeError(f"--commit-ref {commit_ref!r} names no commit in {root}") from None
+        raise CodeError(
             f"the repository {root} has no commits yet: commit your code first"
         ) from None
     archive = io.BytesIO()
