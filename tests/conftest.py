@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+pytest_plugins = ["pytest_jupyter.jupyter_server", "lab_pages"]  # lab_pages: the UI fixtures
 
 SPELL_SCRIPT = Path(sys.executable).with_name("spell")
 SPELL_ARGV = (

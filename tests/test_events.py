@@ -157,3 +157,17 @@ def test_the_python_follower_resumes_across_cycles_and_restarts(served, monkeypa
     assert next(e for e in followed if e.data.get("id") == first.id).kind == "run"
     second = client.runs.new(command="true")  # perhaps between two cycles: still seen
     assert any(e.data.get("id") == second.id for e in followed)
+
+
+def test_labels_and_archiving_stream_as_changes(served):
+    info = served.server_info()
+    client = served.client()
+    run = client.runs.new(command="true")
+    run.wait_status("complete")
+    stream = EventStream(info["url"], info["token"])
+    run.add_label("best")  # from a terminal; the panels see it
+    (labelled,) = stream.until(lambda e: e["event"] == "run" and e["data"]["labels"] == ["best"])
+    client.transport.json("POST", f"runs/{run.id}/archive")
+    (archived,) = stream.until(lambda e: e["event"] == "run" and e["data"]["archived"])
+    assert int(archived["id"]) > int(labelled["id"])
+    stream.close()

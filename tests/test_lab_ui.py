@@ -1,89 +1,18 @@
-"""The JupyterLab extension in a real Chromium (Playwright driving Debian's /usr/bin/chromium):
-JupyterLab with the extension installed from this package, the Spell sidebar, a run submitted
-from the dialog appearing and completing without a reload, its logs streaming while it runs,
-Stop, and the server's refusal shown in the dialog. Each test saves a screenshot into
-$SPELL_UI_SCREENSHOTS (default: ui-screenshots/ beside the tests' temporary folders)."""
+"""The JupyterLab extension in a real Chromium (fixtures in lab_pages.py): the Spell sidebar, a
+run submitted from the dialog appearing and completing without a reload, its logs streaming
+while it runs, Stop, the server's refusal shown in the dialog, a server restart and a changed
+token."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
-from helpers import LAB_TOKEN, Lab
+from helpers import Lab
+from lab_pages import LAB_ARGS, row_status, submit
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 pytestmark = pytest.mark.ui
-
-
-@pytest.fixture
-def browser():
-    """Chromium for one test (pytest-jupyter gives each test an asyncio loop of its own, which
-    Playwright's sync API runs on: both start and end inside the test)."""
-    if not shutil.which(CHROMIUM):
-        message = f"UI tests need Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("SPELL_REQUIRE_UI") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-LAB_ARGS = (
-    "--LabApp.news_url=None",
-    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-)
-
-
-@pytest.fixture
-def lab_page(home, browser, request, tmp_path):
-    """JupyterLab on `home` (local backend) open in a new page, the Spell sidebar shown;
-    `page.spell_lab` is its server (a test may restart it)."""
-    the_lab = Lab(home, *LAB_ARGS, app="jupyterlab")
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{the_lab.url}lab?token={LAB_TOKEN}")
-    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="spell-sidebar"]')
-    tab.wait_for(timeout=60_000)
-    if page.locator("#spell-sidebar").is_hidden():
-        tab.click()
-    page.get_by_test_id("spell-sidebar-heading").wait_for(state="visible")
-    page.spell_errors = errors
-    page.spell_lab = the_lab
-    yield page
-    folder = Path(os.environ.get("SPELL_UI_SCREENSHOTS") or tmp_path.parent / "ui-screenshots")
-    folder.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(folder / f"{request.node.name}.png"))
-    page.close()
-    page.spell_lab.stop()
-
-
-def row_status(page, run_id: int):
-    return page.locator(f'#spell-sidebar tr[data-run-id="{run_id}"] [data-testid=spell-run-status]')
-
-
-def submit(page, command: str, pip: str = "") -> None:
-    page.get_by_test_id("spell-new-run").click()
-    page.get_by_test_id("spell-command").fill(command)
-    page.locator("[data-testid=spell-machine-type] option").first.wait_for(state="attached")
-    if pip:
-        page.get_by_test_id("spell-pip").fill(pip)
-    page.locator(".jp-Dialog-button.jp-mod-accept").click()
 
 
 def test_a_run_from_the_dialog_streams_its_logs_and_completes_live(lab_page, tmp_path):
@@ -147,3 +76,24 @@ def test_a_changed_token_is_said_plainly(lab_page, home, tmp_path):
     )
     state = page.locator("#spell-sidebar .jp-spell-state")
     state.get_by_text("Spell refused this session").wait_for(timeout=60_000)
+
+
+def test_the_wheel_carries_the_prebuilt_extension(wheel_site, home):
+    """What `pip install spell-jupyter` gives: the extension listed, enabled and working,
+    with no Node and no build."""
+    from lab_pages import wheel_env
+
+    env = {**home.env, **wheel_env(wheel_site)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "jupyter", "labextension", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = listed.stdout + listed.stderr
+    shared = wheel_site / "share" / "jupyter" / "labextensions" / "spell-jupyter"
+    assert f"{shared.parent}" in out, out
+    line = next(line for line in out.splitlines() if "spell-jupyter" in line)
+    assert "enabled" in line and "OK" in line, out
+    assert (shared / "package.json").is_file() and list((shared / "static").glob("*.js"))

@@ -90,3 +90,40 @@ def test_run_spec_refuses_bad_input(spec):
 def test_run_spec_normalises():
     spec = RunSpec(command="true", labels=[" a ", "a", "b"], cwd="./x/./y/")
     assert spec.labels == ["a", "b"] and spec.cwd == "x/y"
+
+
+def test_upgrade_to_0005_keeps_the_event_ids_handed_out(tmp_path):
+    """The event stream's IDs were status-history IDs before run_changes: a panel resuming from
+    one after the upgrade misses nothing and sees nothing twice."""
+    from alembic import command
+
+    from spell_jupyter.store.database import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'spell.db'}"
+    engine = connect_database(url, migrate_schema=False)
+    cfg = alembic_config(url)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+        conn.execute(
+            text(
+                "INSERT INTO runs (kind, command, spec, status, created_at, machine_type) "
+                "VALUES ('run', 'true', '{\"command\": \"true\"}', 'running', "
+                "'2026-11-22 10:00:00.000000', 'CPU')"
+            )
+        )
+        for status in ("machine_requested", "running"):
+            conn.execute(
+                text(
+                    "INSERT INTO status_history (run_id, status, at, message) VALUES "
+                    f"(1, '{status}', '2026-11-22 10:00:00.000000', '')"
+                )
+            )
+        conn.commit()
+    migrate(engine)
+    store = RunStore(engine)
+    assert store.last_change() == 2
+    assert store.runs_changed_since(1)[0] == 2
+    store.add_label(1, "kept")
+    cursor, [run] = store.runs_changed_since(2)
+    assert cursor == 3 and run.labels == ["kept"]

@@ -111,7 +111,7 @@ export class FilesBrowser extends Widget {
         if (drag.mimeData.hasData(CONTENTS_MIME)) {
           drag.preventDefault();
           drag.stopPropagation();
-          drag.dropAction = 'copy';
+          drag.dropAction = drag.proposedAction; // Lab's listing offers 'move'; we copy
         }
         break;
       }
@@ -122,7 +122,7 @@ export class FilesBrowser extends Widget {
         }
         drag.preventDefault();
         drag.stopPropagation();
-        drag.dropAction = 'copy';
+        drag.dropAction = drag.proposedAction; // the file stays in Lab's folder
         const paths = drag.mimeData.getData(CONTENTS_MIME) as string[];
         void this.uploadLabFiles(paths);
         break;

@@ -152,6 +152,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         panel: IDocumentWidget,
         context: DocumentRegistry.IContext<DocumentRegistry.IModel>
       ) => {
+        if (context.path.startsWith(`${DRIVE}:`)) {
+          return; // a run's output: run it again from a folder of the Lab
+        }
         const button = new ToolbarButton({
           icon: spellIcon,
           label: 'Run on Spell',
@@ -182,7 +185,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     spellfs.id = 'spell-files-panel';
     spellfs.title.icon = filesIcon;
     spellfs.title.caption = 'SpellFS';
-    shell.add(spellfs, 'left', { rank: 301 });
+    shell.add(spellfs, 'right', { rank: 300 }); // beside Lab's file browser: drag from it
     palette?.addItem({ command: 'spell:new-run', category: 'Spell' });
   }
 };

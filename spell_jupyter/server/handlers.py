@@ -236,9 +236,9 @@ class WaitHandler(SpellHandler):
 
 
 class EventsHandler(SpellHandler):
-    """Server-sent events: `run` (a run as it is now, each time one is created or changes
-    status; the event's ID is the status change's, so EventSource resumes after a reconnect
-    with nothing missing) and `metrics` ({run_id}: new values arrived)."""
+    """Server-sent events: `run` (a run as it is now, each time one is created or changes:
+    status, labels, archived; the event's ID is the change's, so EventSource resumes after a
+    reconnect with nothing missing) and `metrics` ({run_id}: new values arrived)."""
 
     KEEPALIVE_SECONDS = 15.0
 

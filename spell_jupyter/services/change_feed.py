@@ -1,9 +1,9 @@
 """ChangeFeed: what the event stream (`GET /events`) pushes to every panel and widget: runs
-created, changed status, ended; metrics appended.
+created, changed status, ended, labelled, archived; metrics appended.
 
-Status changes are rows of the store with one ascending ID, so a stream resumes after a
-reconnect (or a server restart) from the last ID it sent, with nothing missing. In the process
-that writes them (the engine's leader) a committed status entry wakes the streams at once; any
+Changes are rows of the store with one ascending ID, so a stream resumes after a reconnect (or
+a server restart) from the last ID it sent, with nothing missing. In the process that writes
+status changes (the engine's leader) a committed status entry wakes the streams at once; any
 server of the data directory also looks at the newest ID every `poll_interval` seconds while
 someone listens (one indexed query per process, not one per stream or per run). Metrics
 appended are told by the process that stores them (the leader, where runs send them)."""
@@ -99,7 +99,7 @@ class ChangeFeed:
                 if not self._listeners:
                     self._poller = None
                     return
-            newest = self.store.last_status_change()
+            newest = self.store.last_change()
             if newest != self._seen:
                 self._seen = newest
                 for listener in self._current():

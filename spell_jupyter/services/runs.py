@@ -135,11 +135,11 @@ class RunManager:
         return self.store.get_run(run_id)
 
     def last_change(self) -> int:
-        """The newest status change's ID: where an event stream starts."""
-        return self.store.last_status_change()
+        """The newest change's ID (created, status, labels, archived): where a stream starts."""
+        return self.store.last_change()
 
     def changed_since(self, change_id: int) -> tuple[int, list[Run]]:
-        """The runs created or changed after status change `change_id`, and the new cursor."""
+        """The runs created or changed after change `change_id`, and the new cursor."""
         return self.store.runs_changed_since(change_id)
 
     def list(

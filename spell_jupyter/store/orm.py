@@ -92,6 +92,17 @@ class StatusChangeRow(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
 
+class RunChangeRow(Base):
+    """One change of a run that panels show (created, status, labels, archived), in one
+    ascending sequence: the event stream's IDs."""
+
+    __tablename__ = "run_changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # an ID is never given twice
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+
+
 class LogEntryRow(Base):
     __tablename__ = "log_entries"
 

@@ -33,6 +33,7 @@ from ..models import (
 )
 from .orm import (
     LogEntryRow,
+    RunChangeRow,
     RunLabelRow,
     RunRow,
     RunTokenRow,
@@ -238,19 +239,19 @@ class RunStore:
             ).all()
             return _to_run(row, labels, history)
 
-    def last_status_change(self) -> int:
-        """The ID of the newest status change of any run (0 before the first run)."""
+    def last_change(self) -> int:
+        """The ID of the newest change of any run (0 before the first run)."""
         with self._read() as session:
-            return session.scalar(select(func.max(StatusChangeRow.id))) or 0
+            return session.scalar(select(func.max(RunChangeRow.id))) or 0
 
     def runs_changed_since(self, change_id: int, limit: int = 500) -> tuple[int, list[Run]]:
-        """Runs whose status changed after status change `change_id` (created ones too), each
+        """Runs that changed (created, status, labels, archived) after change `change_id`, each
         once as it is now, oldest change first; and the newest change ID they cover."""
         with self._read() as session:
             changes = session.execute(
-                select(StatusChangeRow.id, StatusChangeRow.run_id)
-                .where(StatusChangeRow.id > change_id)
-                .order_by(StatusChangeRow.id)
+                select(RunChangeRow.id, RunChangeRow.run_id)
+                .where(RunChangeRow.id > change_id)
+                .order_by(RunChangeRow.id)
                 .limit(limit)
             ).all()
         if not changes:
@@ -327,6 +328,7 @@ class RunStore:
             self._row(session, run_id)
             if session.get(RunLabelRow, (run_id, label)) is None:
                 session.add(RunLabelRow(run_id=run_id, label=label))
+                session.add(RunChangeRow(run_id=run_id))
         return self.get_run(run_id)
 
     def remove_label(self, run_id: int, label: str) -> Run:
@@ -336,6 +338,7 @@ class RunStore:
             if found is None:
                 raise NotFound(f"run {run_id} has no label {label!r}")
             session.delete(found)
+            session.add(RunChangeRow(run_id=run_id))
         return self.get_run(run_id)
 
     def archive(self, run_id: int) -> Run:
@@ -343,7 +346,9 @@ class RunStore:
             row = self._row(session, run_id)
             if row.status not in FINAL_VALUES:
                 raise Conflict(f"run {run_id} is {row.status}: only finished runs can be archived")
-            row.archived = True
+            if not row.archived:
+                row.archived = True
+                session.add(RunChangeRow(run_id=run_id))
         return self.get_run(run_id)
 
     # -- the engine's side ------------------------------------------------------------------
@@ -600,6 +605,7 @@ class RunStore:
         row.status = status.value
         row.status_message = message
         session.add(StatusChangeRow(run_id=row.id, status=status.value, at=now, message=message))
+        session.add(RunChangeRow(run_id=row.id))
         self._append_log(session, row, message, status_event=True, timestamp=now)
 
     @staticmethod
