@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def wait_for_line(run, prefix: str) -> str:
@@ -134,3 +135,23 @@ class Lab:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def write_notebook(
+    path: Path, *sources: str, parameters: str | None = None, kernel: bool = True
+) -> Path:
+    """A notebook of code cells (the first tagged `parameters` when given); `kernel`: with
+    a kernelspec (Lab then starts one on opening it without asking)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    if parameters is not None:
+        cell = nbformat.v4.new_code_cell(parameters)
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells.append(cell)
+    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    if kernel:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path

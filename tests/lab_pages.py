@@ -82,7 +82,9 @@ def lab_page(home, browser, request, tmp_path, wheel_site):
     `lab_env(NAME=VALUE, ...)` starts it with those variables."""
     marker = request.node.get_closest_marker("lab_env")
     home.env.update(marker.kwargs if marker else {})
-    home.env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")  # none restored
+    # this test's own Lab settings and layout: nothing restored from another
+    home.env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
+    home.env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "lab-settings")
     home.env.update(wheel_env(wheel_site))
     the_lab = Lab(home, *LAB_ARGS, app="jupyterlab")
     page = browser.new_page(viewport={"width": 1400, "height": 900})

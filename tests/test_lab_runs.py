@@ -9,6 +9,7 @@ import os
 
 import git
 import pytest
+from helpers import write_notebook
 from test_rest import call, create, error, ndjson, wait_final
 
 from spell_jupyter.notebook_runs import EXECUTOR
@@ -87,22 +88,7 @@ async def test_outside_git_the_file_alone_travels(jp_fetch, jp_root_dir):
 
 
 async def test_a_notebook_becomes_a_notebook_run(jp_fetch, jp_root_dir):
-    nb = {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {},
-        "cells": [
-            {
-                "cell_type": "code",
-                "id": "a",
-                "metadata": {},
-                "execution_count": None,
-                "outputs": [],
-                "source": "print(6 * 7)",
-            }
-        ],
-    }
-    (jp_root_dir / "analysis.ipynb").write_text(json.dumps(nb))
+    write_notebook(jp_root_dir / "analysis.ipynb", "print(6 * 7)")
     form = await prepare(jp_fetch, "analysis.ipynb")
     assert form["command"] == f"{EXECUTOR} analysis.ipynb"
     assert [m["path"] for m in form["mounts"]] == ["analysis.ipynb"]

@@ -4,7 +4,6 @@ Chromium (fixtures in lab_pages.py): what a user sees and clicks, checked agains
 from __future__ import annotations
 
 import json
-import re
 import tarfile
 from io import BytesIO
 from pathlib import Path
@@ -12,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import git
 import pytest
+from helpers import LAB_TOKEN, write_notebook
 from lab_pages import row_status
 
 pytestmark = pytest.mark.ui
@@ -89,7 +89,7 @@ def test_the_run_view_shows_details_logs_outputs_metrics_and_acts(lab_page, home
     assert view.get_by_test_id("spell-log-found").inner_text() == "1 of 5"
     view.get_by_test_id("spell-log-search").press("Enter")
     assert view.get_by_test_id("spell-log-found").inner_text() == "2 of 5"
-    assert view.locator(".jp-spell-log-match").inner_text() == "step 1 loss 0.500"
+    view.locator(".jp-spell-log-match", has_text="step 1 loss 0.500").wait_for()  # drawn next frame
     href = view.get_by_test_id("spell-log-download").get_attribute("href")
     downloaded = page.request.get(href)
     assert downloaded.ok and "step 4 loss 0.200" in downloaded.text()
@@ -262,22 +262,7 @@ def test_the_spellfs_panel_uploads_resumes_downloads_and_opens(lab_page, home, t
 def test_run_on_spell_from_the_file_browser_and_a_notebook(lab_page, home, tmp_path):
     page = lab_page
     make_repo(tmp_path / "project", {"train.py": "print('trained here')\n"}, {})
-    nb = {
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {},
-        "cells": [
-            {
-                "cell_type": "code",
-                "id": "a",
-                "metadata": {},
-                "execution_count": None,
-                "outputs": [],
-                "source": "print('notebook says', 6 * 7)",
-            }
-        ],
-    }
-    (tmp_path / "analysis.ipynb").write_text(json.dumps(nb))
+    write_notebook(tmp_path / "analysis.ipynb", "print('notebook says', 6 * 7)", kernel=False)
     page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click()
     page.locator(".jp-DirListing-item", has_text="project").dblclick()
     script = page.locator(".jp-DirListing-item", has_text="train.py")
@@ -334,11 +319,18 @@ def test_dark_theme_and_the_keyboard(lab_page, home):
     page = lab_page
     run = home.client().runs.new(command="echo in the dark")
     row_status(page, run.id).get_by_text("complete").wait_for(timeout=60_000)
-    page.locator(".lm-MenuBar-item", has_text="Settings").click()
-    label = page.locator(".lm-Menu-itemLabel", has_text=re.compile("^Theme$"))
-    page.locator(".lm-Menu-item", has=label).hover()
-    page.get_by_role("menuitem", name="JupyterLab Dark", exact=True).click()
+    themes = f"{page.spell_lab.url}lab/api/settings/@jupyterlab/apputils-extension:themes"
+    chosen = page.request.put(
+        themes,
+        headers={"Authorization": f"token {LAB_TOKEN}"},
+        data=json.dumps({"raw": json.dumps({"theme": "JupyterLab Dark"})}),
+    )
+    assert chosen.ok, chosen.text()
+    page.reload()  # as a user who chose the dark theme finds the Lab
     page.wait_for_function("document.body.dataset.jpThemeLight === 'false'")
+    tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="spell-sidebar"]')
+    if page.locator("#spell-sidebar").is_hidden():
+        tab.click()
     row = page.locator(f'#spell-sidebar tr[data-run-id="{run.id}"]')
     row.focus()
     page.keyboard.press("Enter")

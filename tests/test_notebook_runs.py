@@ -11,23 +11,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import write_notebook
 
 from spell_jupyter.client.errors import InvalidArgument
 from spell_jupyter.client.notebooks import parse_notebook_command, prepare_notebook
 from spell_jupyter.notebook.execute import inject_parameters, parse_value
-
-
-def write_notebook(path: Path, *sources: str, parameters: str | None = None) -> Path:
-    nb = nbformat.v4.new_notebook()
-    if parameters is not None:
-        cell = nbformat.v4.new_code_cell(parameters)
-        cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
-    nb.cells += [nbformat.v4.new_code_cell(source) for source in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
 
 
 def executed(home, run_id: int, name: str, tmp_path: Path):

@@ -38,7 +38,8 @@ def test_a_database_without_version_table_is_created_from_scratch(tmp_path):
         assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 0
 
 
-def test_upgrade_from_0002_keeps_output_cursors_as_text(tmp_path):
+def database_at(tmp_path, revision: str, *statements: str):
+    """A database migrated to `revision` only, with `statements` run in it."""
     from alembic import command
 
     from spell_jupyter.store.database import alembic_config
@@ -48,15 +49,21 @@ def test_upgrade_from_0002_keeps_output_cursors_as_text(tmp_path):
     cfg = alembic_config(url)
     with engine.connect() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
-        conn.execute(
-            text(
-                "INSERT INTO runs (kind, command, spec, status, created_at, machine_type, "
-                "output_cursor) VALUES ('run', 'true', '{\"command\": \"true\"}', "
-                "'running', '2026-11-22 10:00:00.000000', 'CPU', 4096)"
-            )
-        )
+        command.upgrade(cfg, revision)
+        for statement in statements:
+            conn.execute(text(statement))
         conn.commit()
+    return engine
+
+
+def test_upgrade_from_0002_keeps_output_cursors_as_text(tmp_path):
+    engine = database_at(
+        tmp_path,
+        "0002",
+        "INSERT INTO runs (kind, command, spec, status, created_at, machine_type, "
+        "output_cursor) VALUES ('run', 'true', '{\"command\": \"true\"}', "
+        "'running', '2026-11-22 10:00:00.000000', 'CPU', 4096)",
+    )
     migrate(engine)
     assert schema_version(engine) == schema_head()
     (active,) = RunStore(engine).active_runs()
@@ -95,31 +102,17 @@ def test_run_spec_normalises():
 def test_upgrade_to_0005_keeps_the_event_ids_handed_out(tmp_path):
     """The event stream's IDs were status-history IDs before run_changes: a panel resuming from
     one after the upgrade misses nothing and sees nothing twice."""
-    from alembic import command
-
-    from spell_jupyter.store.database import alembic_config
-
-    url = f"sqlite:///{tmp_path / 'spell.db'}"
-    engine = connect_database(url, migrate_schema=False)
-    cfg = alembic_config(url)
-    with engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0004")
-        conn.execute(
-            text(
-                "INSERT INTO runs (kind, command, spec, status, created_at, machine_type) "
-                "VALUES ('run', 'true', '{\"command\": \"true\"}', 'running', "
-                "'2026-11-22 10:00:00.000000', 'CPU')"
-            )
-        )
-        for status in ("machine_requested", "running"):
-            conn.execute(
-                text(
-                    "INSERT INTO status_history (run_id, status, at, message) VALUES "
-                    f"(1, '{status}', '2026-11-22 10:00:00.000000', '')"
-                )
-            )
-        conn.commit()
+    at = "'2026-11-22 10:00:00.000000'"
+    engine = database_at(
+        tmp_path,
+        "0004",
+        "INSERT INTO runs (kind, command, spec, status, created_at, machine_type) VALUES "
+        f"('run', 'true', '{{\"command\": \"true\"}}', 'running', {at}, 'CPU')",
+        *(
+            f"INSERT INTO status_history (run_id, status, at, message) VALUES (1, '{s}', {at}, '')"
+            for s in ("machine_requested", "running")
+        ),
+    )
     migrate(engine)
     store = RunStore(engine)
     assert store.last_change() == 2

@@ -18,7 +18,8 @@ export function isOlder(run: IRun, shown: IRun | undefined): boolean {
   return !!shown && run.status_history.length < shown.status_history.length;
 }
 
-const LIFE = [
+/** The statuses of a run before its end, in the order of its life. */
+export const LIVE_STATUSES = [
   'machine_requested',
   'building',
   'mounting',
@@ -29,7 +30,9 @@ const LIFE = [
 
 /** Where a status comes in a run's life (the final ones last). */
 export function statusRank(status: string): number {
-  return FINAL.has(status) ? LIFE.length : LIFE.indexOf(status);
+  return FINAL.has(status)
+    ? LIVE_STATUSES.length
+    : LIVE_STATUSES.indexOf(status);
 }
 
 export function statusText(run: IRun): string {

@@ -140,6 +140,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    if (!app.docRegistry.getFileType('shell')) {
+      app.docRegistry.addFileType({
+        name: 'shell',
+        displayName: 'Shell script',
+        extensions: ['.sh'],
+        mimeTypes: ['text/x-sh'],
+        contentType: 'file',
+        fileFormat: 'text'
+      });
+    }
     for (const type of ['python', 'notebook', 'shell']) {
       app.contextMenu.addItem({
         command: 'spell:run-file',

@@ -24,6 +24,19 @@ const TEST_IDS: Record<string, string> = {
   timeout_minutes: 'spell-timeout'
 };
 
+/** Fields that the server's messages name in words rather than by the field's name. */
+const TOPICS: [RegExp, string][] = [
+  [/machine type/i, 'machine_type'],
+  [/framework/i, 'framework'],
+  [/pip package/i, 'pip_packages'],
+  [/apt package/i, 'apt_packages'],
+  [/environment variable/i, 'envvars'],
+  [/mount|SpellFS path|resource/i, 'mounts'],
+  [/label/i, 'labels'],
+  [/timeout/i, 'timeout_minutes'],
+  [/command/i, 'command']
+];
+
 const words = (text: string) => text.split(/[\s,]+/).filter(word => word);
 
 class NewRunForm extends Widget {
@@ -193,11 +206,13 @@ class NewRunForm extends Widget {
 
   /** The server's message under the field it names ("pip_packages: ..."), else at the end. */
   showError(error: string): void {
-    const named = /^(\w+)[:\s]/.exec(error);
-    const field = named
-      ? (this.fields[named[1]] ??
-        (named[1] === 'mounts' ? this.mountRows : undefined))
-      : undefined;
+    const named = /^(\w+)[:\s]/.exec(error)?.[1] ?? '';
+    const topic = TOPICS.find(([pattern]) => pattern.test(error))?.[1] ?? '';
+    const field =
+      this.fields[named] ??
+      (named === 'mounts' || topic === 'mounts'
+        ? this.mountRows
+        : this.fields[topic]);
     const message = document.createElement('div');
     message.className = 'jp-spell-error';
     message.dataset.testid = 'spell-new-run-error';

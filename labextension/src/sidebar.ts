@@ -3,18 +3,10 @@
 import { Widget } from '@lumino/widgets';
 
 import { IRun, SpellError, followEvents, listRuns, request } from './api';
-import { FINAL, duration, isOlder, statusText } from './format';
+import { FINAL, LIVE_STATUSES, duration, isOlder, statusText } from './format';
 
 export const PAGE = 100;
 
-const LIVE = [
-  'machine_requested',
-  'building',
-  'mounting',
-  'running',
-  'saving',
-  'pushing'
-];
 const SHOWN_KINDS = ['run', 'workflow', 'hyper']; // workspaces and kernels when asked for
 
 export class RunsSidebar extends Widget {
@@ -171,7 +163,7 @@ export class RunsSidebar extends Widget {
     const wanted = this.status.value;
     try {
       const page = await listRuns({
-        statuses: wanted === 'live' ? LIVE : wanted ? [wanted] : [],
+        statuses: wanted === 'live' ? LIVE_STATUSES : wanted ? [wanted] : [],
         kinds: this.kind.value ? [this.kind.value] : SHOWN_KINDS,
         labels: this.label.value.trim() ? [this.label.value.trim()] : [],
         limit: PAGE,
