@@ -95,7 +95,8 @@ export class RunView extends Panel {
   }
 
   protected onAfterAttach(): void {
-    // the stream first, then the run as it is: a change between the two is not lost
+    // the run at once, and again each time the stream opens (nothing lost between the two)
+    void this.load();
     this.unsubscribe = followEvents(
       run => {
         if (run.id === this.runId) {

@@ -118,7 +118,9 @@ export class RunsSidebar extends Widget {
   }
 
   protected onAfterAttach(): void {
-    // the stream first; once it is open, the page as it is (again after each reconnect)
+    // The page at once (the first paint waits for no stream), and again each time the stream
+    // opens: what changed between a read and the stream's start is not lost.
+    void this.reload();
     this.unsubscribe = followEvents(
       run => this.upsert(run),
       connected => {
