@@ -128,6 +128,25 @@ def test_a_server_that_does_not_lead_streams_what_the_leader_writes(served, lab)
     stream.close()
 
 
+def test_a_server_that_does_not_lead_announces_the_metrics_runs_send_the_leader(served, lab):
+    """The metrics go to the leader (a run's socket); JupyterLab beside it still tells its
+    panels, while the run runs."""
+    from helpers import LAB_TOKEN
+
+    the_lab = lab()
+    stream = EventStream(the_lab.url, LAB_TOKEN)
+    gate = served.path.parent / "gate"
+    script = (
+        "import os, time\nfrom spell.metrics import send_metric\nsend_metric('loss', 0.5)\n"
+        f"while not os.path.exists({str(gate)!r}): time.sleep(0.05)"
+    )
+    run = served.client().runs.new(command=f'python -c "{script}"')
+    events = stream.until(lambda e: e["event"] == "metrics")
+    assert events[-1]["data"] == {"run_id": run.id}
+    gate.touch()
+    stream.close()
+
+
 @pytest.mark.parametrize("since", ["abc", "-1", "9" * 30])
 def test_a_bad_event_id_is_refused(served, since):
     info = served.server_info()

@@ -101,6 +101,7 @@ export class RunView extends Panel {
       run => {
         if (run.id === this.runId) {
           this.showRun(run);
+          this.metrics.update(); // the last values come before the run's end
         }
       },
       connected => {

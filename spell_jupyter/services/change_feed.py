@@ -6,7 +6,8 @@ a server restart) from the last ID it sent, with nothing missing. In the process
 status changes (the engine's leader) a committed status entry wakes the streams at once; any
 server of the data directory also looks at the newest ID every `poll_interval` seconds while
 someone listens (one indexed query per process, not one per stream or per run). Metrics
-appended are told by the process that stores them (the leader, where runs send them)."""
+appended are told at once by the process that stores them (the leader, where runs send them);
+the others see them in the same poll, by the newest arrival number of each live run's metrics."""
 
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ class ChangeFeed:
         self._lock = threading.Lock()
         self._poller: threading.Thread | None = None
         self._seen = 0
+        self._metrics = metrics
+        self._metrics_seen: dict[int, int] = {}
         store.log_listeners.append(self._on_entries)
         metrics.listeners.append(self._on_metrics)
 
@@ -104,4 +107,9 @@ class ChangeFeed:
                 self._seen = newest
                 for listener in self._current():
                     listener.notify()
+            grown = self._metrics.newest_of_live_runs()
+            for run_id, seq in grown.items():
+                if self._metrics_seen.get(run_id) != seq:
+                    self._on_metrics(run_id)
+            self._metrics_seen = grown
             stop.wait(self.poll_interval)

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from .orm import MetricRow
-from .repository import RunStore, insert_statements, stored_time
+from .orm import MetricRow, RunRow
+from .repository import ACTIVE_VALUES, RunStore, insert_statements, stored_time
 
 MetricListener = Callable[[int], None]
 
@@ -96,6 +96,18 @@ class MetricStore:
                 select(*columns).where(*conditions).order_by(MetricRow.seq).limit(limit)
             )
             return [dict(row._mapping) for row in result]
+
+    def newest_of_live_runs(self) -> dict[int, int]:
+        """{run ID: its newest metric's arrival number} for the runs not final yet: what
+        another process compares to see that a run's metrics grew."""
+        with self.store._read() as session:
+            rows = session.execute(
+                select(MetricRow.run_id, func.max(MetricRow.seq))
+                .join(RunRow, RunRow.id == MetricRow.run_id)
+                .where(RunRow.status.in_(ACTIVE_VALUES))
+                .group_by(MetricRow.run_id)
+            ).all()
+        return dict(rows)
 
     def summary(self, run_id: int) -> list[dict]:
         """Per metric name: its count and its last value (by index)."""
