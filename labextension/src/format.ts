@@ -70,6 +70,12 @@ const ANSI_COLOURS = [
   'white'
 ];
 
+// ANSI "select graphic rendition" sequences (ESC [ ... m): the colours of terminal output
+// eslint-disable-next-line no-control-regex
+const SGR_PARTS = /(\x1b\[[0-9;]*m)/;
+// eslint-disable-next-line no-control-regex
+const SGR = /^\x1b\[([0-9;]*)m$/;
+
 /** A log line as a terminal shows it: text after the last `\r` (a progress bar's current
  * state), SGR colours as spans. Text only: never parsed as HTML. */
 export function renderLine(text: string): HTMLElement {
@@ -82,8 +88,8 @@ export function renderLine(text: string): HTMLElement {
       .pop() ?? '';
   let colour: string | null = null;
   let bold = false;
-  for (const part of shown.split(/(\x1b\[[0-9;]*m)/)) {
-    const sgr = /^\x1b\[([0-9;]*)m$/.exec(part);
+  for (const part of shown.split(SGR_PARTS)) {
+    const sgr = SGR.exec(part);
     if (sgr) {
       for (const code of (sgr[1] || '0').split(';').map(Number)) {
         if (code === 0) {
