@@ -84,7 +84,11 @@ def lab_page(home, browser, request, tmp_path, wheel_site):
     home.env.update(marker.kwargs if marker else {})
     # this test's own Lab settings and layout: nothing restored from another
     home.env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
-    home.env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "lab-settings")
+    settings = tmp_path / "lab-settings"
+    home.env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
+    news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text('{"fetchNews": "false"}')  # no question about Jupyter news in screenshots
     home.env.update(wheel_env(wheel_site))
     the_lab = Lab(home, *LAB_ARGS, app="jupyterlab")
     page = browser.new_page(viewport={"width": 1400, "height": 900})

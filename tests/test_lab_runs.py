@@ -106,6 +106,7 @@ async def test_a_notebook_becomes_a_notebook_run(jp_fetch, jp_root_dir):
         ("escape.py", 400, "inside the Jupyter server's folder"),
         ("broken.ipynb", 400, "is not a notebook"),
         ("a\0b.py", 400, "name the file"),
+        (".secret/run.py", 400, "is hidden"),
     ],
 )
 async def test_bad_paths_are_refused_with_a_message(
@@ -115,6 +116,8 @@ async def test_bad_paths_are_refused_with_a_message(
     (tmp_path / "secret.py").write_text("print('outside')\n")
     os.symlink(tmp_path / "secret.py", jp_root_dir / "escape.py")
     (jp_root_dir / "broken.ipynb").write_text("{not json")
+    (jp_root_dir / ".secret").mkdir()
+    (jp_root_dir / ".secret" / "run.py").write_text("print('hidden')\n")
     status, message = await error(
         jp_fetch, "lab", "prepare-run", method="POST", body={"path": path}
     )

@@ -256,7 +256,11 @@ class SpellJupyter(ExtensionApp):
             spell_run_access=RunAccess(store),
             spell_metrics=MetricsManager(store, metric_store, self.engine.wake),
             spell_changes=ChangeFeed(store, metric_store),
-            spell_lab_runs=LabRuns(self.serverapp.root_dir, resources),
+            spell_lab_runs=LabRuns(
+                self.serverapp.root_dir,
+                resources,
+                allow_hidden=self.serverapp.contents_manager.allow_hidden,
+            ),
         )
         self.run_socket = RunSocket(
             self.serverapp.web_app.settings, self.engine.run_api_dir, IOLoop.current()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
+from jupyter_core.paths import is_hidden
+
 from ..code_snapshot import CodeError, holds_file, read_code
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import UploadFile
@@ -24,9 +26,12 @@ MAX_SHIPPED = 256 << 20  # bytes of a file sent with a run from here
 class LabRuns:
     """Prepares runs of files under `root_dir` (the Jupyter server's root)."""
 
-    def __init__(self, root_dir: str | Path, resources: SpellFSManager):
+    def __init__(self, root_dir: str | Path, resources: SpellFSManager, allow_hidden: bool = False):
+        """`allow_hidden`: the server's ContentsManager.allow_hidden (hidden files are run
+        only where Jupyter shows them)."""
         self.root = Path(root_dir).resolve()
         self.resources = resources
+        self.allow_hidden = allow_hidden
 
     def prepare(self, path: str) -> dict:
         """The new-run form for the file at `path` (relative to the root, as the Lab names it):
@@ -69,6 +74,11 @@ class LabRuns:
         if suffix not in (*RUNNERS, ".ipynb"):
             raise InvalidInput(
                 f"{path}: Spell runs .py and .sh files and .ipynb notebooks, not {suffix or 'this'}"
+            )
+        if not self.allow_hidden and is_hidden(str(self.root / rel), str(self.root)):
+            raise InvalidInput(
+                f"{path} is hidden: Jupyter serves hidden files only with "
+                "ContentsManager.allow_hidden = True"
             )
         local = (self.root / rel).resolve()
         if not local.is_relative_to(self.root):
