@@ -53,6 +53,7 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 GIT_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/@+-]{0,199}$")
 GIT_URL = re.compile(r"^((https?|git|ssh|file)://[^\s]+|[A-Za-z0-9_.-]+@[A-Za-z0-9.-]+:[^\s]+)$")
 REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # a URL path segment as it is
 WORKDIR = "/spell"  # a run's working directory inside its container
 HIDDEN_ENV_PREFIXES = ("SPELL_", "JPY_", "JUPYTER_TOKEN")  # the server's own, never a run's
 RESERVED_MOUNT_TARGETS = ("/", WORKDIR, "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/lib")
@@ -112,6 +113,16 @@ def check_repo_label(value: str) -> str:
     if not REPOSITORY_NAME.fullmatch(value):
         raise ValueError(
             f"invalid repository label {value!r}: letters, digits, '_', '.', '-' (at most 100)"
+        )
+    return value
+
+
+def check_workspace_name(value: str) -> str:
+    """A workspace's name: it is a segment of the workspace's URL, /spell/workspaces/<name>/."""
+    if not WORKSPACE_NAME.fullmatch(value):
+        raise ValueError(
+            f"invalid workspace name {value!r}: use 1-63 letters, digits, _ or -, starting with "
+            "a letter or digit (it becomes part of the workspace's URL)"
         )
     return value
 
@@ -253,6 +264,35 @@ class CodeSpec(BaseModel):
         return self
 
 
+class WorkspaceSpec(BaseModel):
+    """What makes a run a workspace (kind workspace): Jupyter serving its working folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    notebook: StrictBool = Field(
+        default=False, description="Jupyter Notebook 7 instead of JupyterLab"
+    )
+    idle_timeout_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        le=525600,
+        description="Stop it (files saved) after this many minutes with no kernel activity "
+        "and no open client",
+    )
+    resumes: int | None = Field(
+        default=None, ge=1, description="The earlier run whose files it starts with"
+    )
+    base_url: str = Field(
+        default="", description="The path the host serves it under (set by the server)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_workspace_name(value)
+
+
 class RunSpec(BaseModel):
     """What a user asks for: the body of `POST /spell/api/v1/runs`."""
 
@@ -307,6 +347,9 @@ class RunSpec(BaseModel):
     project: str | None = Field(default=None, description="Spell's project the run is filed in")
     search: SearchSpec | None = Field(
         default=None, description="What a search runs (kind hyper): its runs fill :NAME:"
+    )
+    workspace: WorkspaceSpec | None = Field(
+        default=None, description="What a workspace serves (kind workspace)"
     )
 
     @field_validator("command")
@@ -457,6 +500,12 @@ class RunSpec(BaseModel):
             raise ValueError("a search (kind hyper) and its search spec go together")
         if self.search is not None:
             check_placeholders(self.command, self.search.params)
+        return self
+
+    @model_validator(mode="after")
+    def _workspace_is_a_workspaces(self) -> RunSpec:
+        if (self.workspace is not None) != (self.kind == RunKind.WORKSPACE):
+            raise ValueError("a workspace (kind workspace) and its workspace spec go together")
         return self
 
     @model_validator(mode="after")
@@ -770,3 +819,41 @@ class LocalReport(BaseModel):
 
     token: StrictBool = False
     exit_code: StrictInt | None = Field(default=None, ge=-255, le=255)
+
+
+class NewWorkspace(BaseModel):
+    """POST /workspaces: start a workspace, or resume it with the files its last run saved.
+    `spec` holds what any run takes (machine type, environment, mounts, code) except the
+    command and kind, which are the workspace's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    notebook: StrictBool = False
+    idle_timeout_minutes: float | None = Field(default=None, gt=0, le=525600)
+    spec: dict = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_workspace_name(value)
+
+    @field_validator("spec")
+    @classmethod
+    def _spec(cls, value: dict) -> dict:
+        taken = sorted({"command", "kind", "workspace"} & set(value))
+        if taken:
+            raise ValueError(
+                f"{', '.join(taken)}: a workspace's command and kind are its own (Jupyter); "
+                "leave them out"
+            )
+        return value
+
+
+class Workspace(BaseModel):
+    """A workspace: its name and its newest run (the live one while it runs)."""
+
+    name: str
+    run: Run
+    url: str = Field(description="Where the host's Jupyter server serves it (a path)")
+    runs: list[int] = Field(description="Its runs, newest first: each resumed the one before")

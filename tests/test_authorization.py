@@ -49,6 +49,7 @@ async def test_a_read_only_user_cannot_create_runs_as_jupyter_refuses_its_conten
 # --local master's reports (which hand out its workflow's token, with which runs are created).
 EXECUTES = {
     ("/runs", "post"),
+    ("/workspaces", "post"),
     ("/lab/prepare-run", "post"),
     ("/workflows/{run_id}/local", "post"),
 }
@@ -72,3 +73,21 @@ async def test_every_endpoint_asks_the_authorizer(jp_fetch, route, method):
         assert code != 403  # 200, or 404/409 for the placeholder IDs: never refused
     else:
         assert code == 403
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_read_only_user_is_not_let_into_workspaces(jp_fetch, method):
+    """A workspace runs what its users type: entering one asks for execute, and is refused
+    before anything is looked up or proxied."""
+    ReadOnlyAuthorizer.asked.clear()
+    with pytest.raises(HTTPClientError) as refused:
+        await jp_fetch(
+            "spell",
+            "workspaces",
+            "ws1",
+            "lab",
+            method=method,
+            body="{}" if method == "POST" else None,
+        )
+    assert refused.value.code == 403
+    assert ReadOnlyAuthorizer.asked == [("execute", "spell")]

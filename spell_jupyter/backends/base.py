@@ -26,6 +26,12 @@ from ..models import CodeSpec, OutputLine
 from .run_api import RunApi
 
 ENTRY_POINT_GROUP = "spell_jupyter.backends"
+# A run that serves (a workspace's Jupyter) listens on $SPELL_PORT at $SPELL_BIND and takes
+# $SPELL_SERVICE_TOKEN from its clients; the backend publishes it to this host alone and puts
+# where this host reaches it ("127.0.0.1:PORT") in the run's handle under "address".
+SERVICE_PORT_ENV = "SPELL_PORT"
+SERVICE_BIND_ENV = "SPELL_BIND"
+SERVICE_TOKEN_ENV = "SPELL_SERVICE_TOKEN"
 
 
 class BuildFailed(Exception):
@@ -63,6 +69,10 @@ class LaunchRequest:
     code: CodeSpec | None = None
     mounts: tuple[MountRequest, ...] = ()
     api: RunApi | None = None  # set at launch: how code inside reaches the server
+    service_token: str | None = None  # the run serves HTTP (SERVICE_PORT_ENV); its token
+    # a SpellFS folder (an earlier run's outputs) copied into the working folder before the
+    # run starts; its files are saved again as the run's own outputs
+    restore: str | None = None
 
     @property
     def repository(self) -> str | None:
@@ -209,6 +219,16 @@ class Backend(LoggingConfigurable, metaclass=BackendMeta):
     @abstractmethod
     def signal(self, handle: dict, signum: int) -> bool:
         """Send a signal to the whole command; False if not yet possible."""
+
+    def service_environment(self, request: LaunchRequest, port: int, bind: str) -> dict:
+        """The variables of a serving run (none for others)."""
+        if request.service_token is None:
+            return {}
+        return {
+            SERVICE_PORT_ENV: str(port),
+            SERVICE_BIND_ENV: bind,
+            SERVICE_TOKEN_ENV: request.service_token,
+        }
 
     def describe(self, handle: dict) -> str:
         """A line for the run's log saying where it runs."""

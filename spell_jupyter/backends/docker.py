@@ -42,6 +42,7 @@ from .host import HostBackend, HostMount
 from .run_api import CONTAINER_API_DIR, CONTAINER_LIB_DIR, api_environment, client_packages
 
 LABEL_RUN = "spell.run_id"
+SERVICE_PORT = 8888  # where a serving run listens inside its container
 LABEL_HOME = "spell.home"
 WINDOW_NS = 2_000_000_000  # the cursor keeps counts of the entries this close to the newest
 TIMESTAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z ")  # match()
@@ -199,6 +200,7 @@ class DockerBackend(HostBackend, ImageBuilder):
                 working_dir=f"{WORKDIR}/{request.cwd}".rstrip("/"),
                 environment=self._environment(request),
                 labels={LABEL_RUN: str(request.run_id), LABEL_HOME: self.home_key},
+                ports=[SERVICE_PORT] if request.service_token is not None else None,
                 # Files the run writes must stay the engine's to move and delete.
                 user=f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else None,
                 host_config=self._host_config(request, self.host_mounts(request)),
@@ -215,16 +217,18 @@ class DockerBackend(HostBackend, ImageBuilder):
         except docker.errors.APIError as exc:
             self._remove(name)
             raise RuntimeError(f"Docker could not start the container: {_short(exc)}") from None
-        if container_id == name:
-            container_id = self.client.api.inspect_container(name)["Id"]
-        return {
-            "container": container_id,
+        attrs = self.client.api.inspect_container(container_id)
+        handle = {
+            "container": attrs["Id"],
             "name": name,
             "image": request.image,
             "run_id": request.run_id,
             # overlay volumes may exist (handles from before this key: assume so)
             "volumes": bool(request.mounts),
         }
+        if request.service_token is not None:
+            handle["address"] = _published_address(attrs)
+        return handle
 
     def _host_config(self, request: LaunchRequest, mounts: tuple[HostMount, ...] = ()) -> dict:
         from docker.types import DeviceRequest
@@ -254,6 +258,8 @@ class DockerBackend(HostBackend, ImageBuilder):
                 binds[volume] = {"bind": mount.target, "mode": "rw"}
             else:  # a file, or a folder whose path overlayfs options cannot hold
                 binds[str(mount.source)] = {"bind": mount.target, "mode": "ro"}
+        if request.service_token is not None:  # this host alone reaches it
+            limits["port_bindings"] = {SERVICE_PORT: ("127.0.0.1", None)}
         return self.client.api.create_host_config(binds=binds, init=True, **limits)
 
     def _overlay_volume(self, run_id: int, index: int, mount: HostMount) -> str:
@@ -485,6 +491,7 @@ class DockerBackend(HostBackend, ImageBuilder):
                 request.run_id, request.api, CONTAINER_API_DIR, CONTAINER_LIB_DIR, pythonpath
             )
         )
+        env.update(self.service_environment(request, SERVICE_PORT, "0.0.0.0"))
         env.update(
             PYTHONUNBUFFERED="1",
             TINI_KILL_PROCESS_GROUP="1",  # a stop signals the whole command, not just sh
@@ -511,6 +518,14 @@ class DockerBackend(HostBackend, ImageBuilder):
 
         with contextlib.suppress(docker.errors.NotFound):
             self.client.api.remove_container(container_id, force=True, v=True)
+
+
+def _published_address(attrs: dict) -> str:
+    """Where this host reaches a started container's SERVICE_PORT ("127.0.0.1:PORT")."""
+    bindings = (attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{SERVICE_PORT}/tcp")
+    if not bindings:
+        raise RuntimeError("Docker published no port for the run's service")
+    return f"127.0.0.1:{bindings[0]['HostPort']}"
 
 
 def _overlay_safe(mount: HostMount) -> bool:

@@ -88,20 +88,39 @@ class HostBackend(Backend):
         then record the working folder as the run starts. Done once: a resumed launch finds
         the manifest and says nothing again."""
         workdir = self.workdir(request.run_id)
-        if self._manifest(request.run_id).exists():
-            return []
-        (workdir / request.cwd).mkdir(parents=True, exist_ok=True)
         notes = []
-        mounts = []
-        for index, mount in enumerate(request.mounts):
-            source = self.mount_sources.source_of(mount.resource)
-            notes.append(f"Mounting {mount.resource} at {mount.target} ({source.how})")
-            mounts.append(self._host_mount(request.run_id, index, mount.target, source.path))
-        if mounts:
-            self._write_sources(request.run_id, mounts)
-            notes.append(f"Mounts: {self.place_mounts(workdir, tuple(mounts))}")
-        write_manifest(workdir, self._manifest(request.run_id))
+        if not self._manifest(request.run_id).exists():
+            (workdir / request.cwd).mkdir(parents=True, exist_ok=True)
+            mounts = []
+            for index, mount in enumerate(request.mounts):
+                source = self.mount_sources.source_of(mount.resource)
+                notes.append(f"Mounting {mount.resource} at {mount.target} ({source.how})")
+                mounts.append(self._host_mount(request.run_id, index, mount.target, source.path))
+            if mounts:
+                self._write_sources(request.run_id, mounts)
+                notes.append(f"Mounts: {self.place_mounts(workdir, tuple(mounts))}")
+            write_manifest(workdir, self._manifest(request.run_id))
+        if request.restore and not self._restored(request.run_id).exists():
+            notes.append(self._restore(request))
         return notes
+
+    def _restored(self, run_id: int) -> Path:
+        return self.work_root / f"{run_id}.restored"
+
+    def _restore(self, request: LaunchRequest) -> str:
+        """Copy an earlier run's outputs into the working folder after the manifest was
+        written (so they are saved again as this run's outputs), where its outputs came from:
+        the code's folder when there is code. Copied again whole if cut short."""
+        assert request.restore is not None
+        if not self.fs.exists(request.restore):  # the earlier run saved no file
+            self._restored(request.run_id).touch()
+            return f"{request.restore} holds no files to restore"
+        source = self.mount_sources.source_of(request.restore).path
+        dest = self.workdir(request.run_id) / (request.repository or "")
+        if source.is_dir():
+            shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+        self._restored(request.run_id).touch()
+        return f"Restored the files of {request.restore}"
 
     def _host_mount(self, run_id: int, index: int, target: str, source: Path) -> HostMount:
         folder = self._mounts_dir(run_id) / str(index)
@@ -165,6 +184,7 @@ class HostBackend(Backend):
         shutil.rmtree(self.workdir(run_id), ignore_errors=True)
         shutil.rmtree(self._mounts_dir(run_id), ignore_errors=True)
         self._manifest(run_id).unlink(missing_ok=True)
+        self._restored(run_id).unlink(missing_ok=True)
 
     @abstractmethod
     def release(self, handle: dict) -> None:

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +24,7 @@ from traitlets import Float
 from ..errors import InvalidInput
 from ..models import WORKDIR, OutputLine, visible_envvars
 from .base import (
+    SERVICE_PORT_ENV,
     LaunchRequest,
     OutputBatches,
     ProcessState,
@@ -82,11 +84,20 @@ class LocalBackend(HostBackend):
     def launch(self, request: LaunchRequest) -> dict:
         state_dir = Path(self.state_root) / str(request.run_id)
         handle = {"state_dir": str(state_dir)}
-        if (state_dir / "shim.lock").exists():
-            return handle  # already started (the engine is resuming a launch)
-        state_dir.mkdir(parents=True, exist_ok=True)
         env_file = state_dir / "env.json"
-        env_file.write_text(json.dumps(self._environment(request)))
+        if (state_dir / "shim.lock").exists():  # already started (a resumed launch)
+            if request.service_token is not None:
+                port = json.loads(env_file.read_text())[SERVICE_PORT_ENV]
+                handle["address"] = f"127.0.0.1:{port}"
+            return handle
+        state_dir.mkdir(parents=True, exist_ok=True)
+        env = self._environment(request)
+        if request.service_token is not None:
+            port = free_port()
+            env.update(self.service_environment(request, port, "127.0.0.1"))
+            handle["address"] = f"127.0.0.1:{port}"
+        env_file.write_text(json.dumps(env))
+        env_file.chmod(0o600)  # it may hold the service's token
         workdir = self.workdir(request.run_id)
         cwd = workdir / request.cwd if request.cwd else workdir
         (state_dir / "shim.lock").touch()
@@ -261,3 +272,10 @@ class LocalBackend(HostBackend):
         child = self._children.pop(int(state_dir.name), None)
         if child is not None:
             child.wait()
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free now (the run binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -25,6 +25,7 @@ from .resources import ResourcesService
 from .runs import LogEntry, Run, RunsService
 from .transport import Transport
 from .workflows import Workflow, WorkflowsService
+from .workspaces import Workspace, WorkspacesService
 
 __all__ = [
     "APIError",
@@ -43,6 +44,8 @@ __all__ = [
     "WaitError",
     "Workflow",
     "WorkflowsService",
+    "Workspace",
+    "WorkspacesService",
     "from_environment",
 ]
 
@@ -64,6 +67,7 @@ class SpellClient:
         self.resources = ResourcesService(self)
         self.workflows = WorkflowsService(self)
         self.hyper = HyperService(self)
+        self.workspaces = WorkspacesService(self)
         self._active_workflow: list[Workflow | None] = []
         self._gpus: dict[str, str | None] | None = None
 

@@ -205,6 +205,10 @@ def merged_requirements(spec: RunSpec, framework: Framework) -> list[str]:
         for package in NOTEBOOK_PACKAGES:
             if package not in framework.packages:
                 by_name.setdefault(package, package)
+    if spec.workspace is not None:  # the Jupyter a workspace serves, unless provided
+        package = "notebook" if spec.workspace.notebook else "jupyterlab"
+        if package not in framework.packages:
+            by_name.setdefault(package, package)
     for pip_spec in spec.pip_packages:
         by_name.pop(_canonical_name(pip_spec), None)
         by_name[_canonical_name(pip_spec)] = pip_spec

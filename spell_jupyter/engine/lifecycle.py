@@ -56,6 +56,8 @@ from .leader import LeaderLock, leader_lock_path
 from .log_pump import LogPump
 from .machine_types import Allocation, MachineTypes
 from .searches import SearchDriver, is_search
+from .service_tokens import ServiceTokens
+from .workspace_idle import idle_seconds
 
 MAX_CONSECUTIVE_ERRORS = 5
 IMAGE_RECHECK_SECONDS = 60.0
@@ -139,6 +141,15 @@ class RunEngine(LoggingConfigurable):
         help="Seconds a --local workflow master may go without reporting before it is "
         "ended interrupted (its submitter reports every few seconds)",
     ).tag(config=True)
+    idle_check_interval = Float(
+        help="Seconds between looks at whether a workspace with an idle timeout is idle "
+        "(env SPELL_IDLE_CHECK_INTERVAL; default 30)"
+    ).tag(config=True)
+
+    @default("idle_check_interval")
+    def _default_idle_check_interval(self) -> float:
+        return float(os.environ.get("SPELL_IDLE_CHECK_INTERVAL") or 30.0)
+
     hardware_interval = Float(
         5.0,
         help="Seconds between samples of running container runs' CPU, memory and GPU use, "
@@ -192,6 +203,7 @@ class RunEngine(LoggingConfigurable):
             Status.SAVING: self._step_saving,
             Status.PUSHING: self._step_pushing,
         }
+        self.service_tokens = ServiceTokens(home)
         self.leader_lock = LeaderLock(leader_lock_path(home))
         self.disk_reserve = DiskReserve(home / "engine.reserve")
         self.pumps: dict[int, LogPump] = {}
@@ -207,6 +219,7 @@ class RunEngine(LoggingConfigurable):
         self._terminated: set[int] = set()  # runs sent SIGTERM by this process
         self._killed: set[int] = set()  # runs sent SIGKILL by this process
         self._errors: dict[int, int] = {}
+        self._idle_checks: dict[int, float] = {}  # workspace -> when it is looked at next
         self._noted_waiting: set[int] = set()  # queued runs told why they wait
         self._dirty: set[int] = set()
         self._everything_dirty = True
@@ -394,7 +407,14 @@ class RunEngine(LoggingConfigurable):
             self._forget(run_id)
 
     def _memories(self) -> tuple[dict, ...]:
-        return (self._environments, self._outputs, self._ended, self._errors, self._ending)
+        return (
+            self._environments,
+            self._outputs,
+            self._ended,
+            self._errors,
+            self._ending,
+            self._idle_checks,
+        )
 
     def _run_sets(self) -> tuple[set[int], ...]:
         return (self._prepared, self._staged, self._terminated, self._killed, self._noted_waiting)
@@ -512,6 +532,8 @@ class RunEngine(LoggingConfigurable):
             left = run.spec.timeout_minutes * 60 - _seconds_since(run.started_at)
             this.wake_at(time.monotonic() + max(left, 0.0))
         self._carry_out_request(run, handle, this)
+        if run.requested_action is None and run.id not in self._ended:
+            self._check_idle(run, handle, this)
         if run.id not in self._ended:
             if not this.due(run.id):
                 return Step.WAIT
@@ -575,6 +597,8 @@ class RunEngine(LoggingConfigurable):
         if files:
             self.store.add_status_note(run.id, f"Saved {_count(files)} to runs/{run.id}")
         final, message, code = _final(run.requested_action, self._exit_code(run))
+        if run.spec.kind == RunKind.WORKSPACE and final == Status.FAILED:
+            final, message = Status.INTERRUPTED, f"Workspace interrupted (exit code {code})"
         self._end(run, final, message, code)
         return Step.ENDED
 
@@ -583,6 +607,7 @@ class RunEngine(LoggingConfigurable):
     def _request(self, run: ActiveRun) -> LaunchRequest:
         allocation = self.allocation_of(run)
         environment = self._environment_of(run) if self.backend.images is not None else None
+        workspace = run.spec.workspace
         return LaunchRequest(
             run_id=run.id,
             command=run.spec.command,
@@ -594,7 +619,39 @@ class RunEngine(LoggingConfigurable):
             image=environment.image if environment else None,
             code=run.spec.code,
             mounts=tuple(MountRequest(m.resource, m.target(run.spec.cwd)) for m in run.spec.mounts),
+            service_token=self.service_tokens.token(run.id) if workspace else None,
+            restore=f"runs/{workspace.resumes}" if workspace and workspace.resumes else None,
         )
+
+    def _check_idle(self, run: ActiveRun, handle: dict, this: Pass) -> None:
+        """Stop a workspace once it was idle for its idle timeout (asked of its Jupyter in
+        the fetch pool, every idle_check_interval at most)."""
+        workspace = run.spec.workspace
+        if workspace is None or not workspace.idle_timeout_minutes or "address" not in handle:
+            return
+        limit = workspace.idle_timeout_minutes * 60
+        now = time.monotonic()
+        if now < self._idle_checks.get(run.id, 0.0) and (run.id, "idle") not in self._tasks:
+            this.wake_at(self._idle_checks[run.id])
+            return
+        token = self.service_tokens.token(run.id)
+        ask = partial(idle_seconds, handle["address"], workspace.base_url, token)
+        done = self._background(run.id, "idle", "fetch", ask)
+        if done is None:
+            return
+        idle = done.result() if done.exception() is None else None
+        if idle is not None and idle >= limit:
+            self.store.add_status_note(
+                run.id,
+                f"Idle for {workspace.idle_timeout_minutes:g} minutes (no kernel activity, "
+                "no open client): stopping",
+            )
+            self.store.request_action(run.id, RunAction.STOP)
+            self.wake(run.id)
+            return
+        wait = min(self.idle_check_interval, limit - (idle or 0.0))
+        self._idle_checks[run.id] = time.monotonic() + max(wait, 0.05)
+        this.wake_at(self._idle_checks[run.id])
 
     def _step_local_master(self, run: ActiveRun, this: Pass) -> None:
         """A --local master runs on its submitter's machine, which reports to the server

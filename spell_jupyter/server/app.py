@@ -31,6 +31,7 @@ from ..services.change_feed import ChangeFeed
 from ..services.lab_runs import LabRuns
 from ..services.metrics import MetricsManager
 from ..services.run_access import RunAccess
+from ..services.workspaces import WorkspaceManager
 from ..store import RunStore, connect_database
 from ..store.database import default_db_url
 from ..store.metrics import MetricStore
@@ -38,6 +39,7 @@ from .handlers import route_table
 from .run_socket import RunSocket
 from .serverinfo import ServerInfoFile
 from .standalone import SpellServerApp
+from .workspace_proxy import proxy_routes
 
 
 class SpellJupyter(ExtensionApp):
@@ -256,6 +258,9 @@ class SpellJupyter(ExtensionApp):
             spell_run_access=RunAccess(store),
             spell_metrics=MetricsManager(store, metric_store, self.engine.wake),
             spell_changes=ChangeFeed(store, metric_store),
+            spell_workspaces=WorkspaceManager(
+                self.service, store, self.engine.service_tokens, self.serverapp.base_url
+            ),
             spell_lab_runs=LabRuns(
                 self.serverapp.root_dir,
                 resources,
@@ -345,6 +350,7 @@ class SpellJupyter(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(route_table())
+        self.handlers.extend(proxy_routes())
 
     async def stop_extension(self) -> None:
         self.run_socket.close()  # before leadership (and the socket's path) passes on

@@ -41,6 +41,7 @@ from .resource_handlers import (
     UploadCopyHandler,
     UploadsHandler,
 )
+from .workspace_handlers import WorkspaceHandler, WorkspacesHandler, WorkspaceStopHandler
 
 API_PREFIX = "/spell/api/v1"
 FEED_SAFETY_SECONDS = 5.0  # a follower also looks at the store this often (never needed)
@@ -468,6 +469,9 @@ ROUTES: list[tuple[str, type[SpellHandler]]] = [
     ("/links/{alias}", LinkHandler),
     ("/code", CodeBlobsHandler),
     ("/code/{digest}", CodeBlobHandler),
+    ("/workspaces", WorkspacesHandler),
+    ("/workspaces/{workspace}", WorkspaceHandler),
+    ("/workspaces/{workspace}/stop", WorkspaceStopHandler),
 ]
 
 PARAMETER_PATTERNS = {
@@ -478,6 +482,7 @@ PARAMETER_PATTERNS = {
     "name": r".+",
     "action": r"stop|kill",
     "digest": r"[0-9a-f]{64}",
+    "workspace": r"[^/]+",
 }
 
 

@@ -27,6 +27,7 @@ from .spellfs import SpellFSManager
 
 # Buckets reached with the server's storage options; never the host's own files by default.
 DEFAULT_MOUNT_URLS = ("s3://", "gs://")
+SERVED_KINDS = (RunKind.WORKSPACE, RunKind.KERNEL)  # started by their own services, not POST /runs
 
 
 class RunManager:
@@ -55,6 +56,15 @@ class RunManager:
     def submit(self, spec: RunSpec, workflow_id: int | None = None) -> Run:
         """Create a run; `workflow_id` (a workflow master's request) makes it a worker of that
         workflow, where `commit_label` picks one of the workflow's repositories as its code."""
+        if spec.kind in SERVED_KINDS:
+            raise InvalidInput(
+                f"runs of kind {spec.kind.value} are started as such: a workspace with "
+                "POST /workspaces (`spell jupyter NAME`)"
+            )
+        return self.submit_any(spec, workflow_id)
+
+    def submit_any(self, spec: RunSpec, workflow_id: int | None = None) -> Run:
+        """`submit` for runs of every kind (workspaces: their command is the server's own)."""
         machine_type = self.machine_types.canonical(spec.machine_type)
         spec = spec.model_copy(update={"machine_type": machine_type})
         spec = self._with_workflow_code(spec, workflow_id)

@@ -1,0 +1,288 @@
+"""The way into workspaces: `<base_url>spell/workspaces/<name>/...` on this Jupyter server,
+proxied (HTTP and websockets) to the workspace's own Jupyter, which listens on this host
+alone. This server's authentication and Authorizer decide who gets in (403 otherwise, never
+proxied); the proxy adds the workspace's token itself, so it never reaches a browser, and
+keeps this server's credentials (cookies, token) from the workspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import re
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import httputil, web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_connect
+
+from ..errors import NotFound
+from ..services.workspaces import NotServing, Upstream, WorkspaceManager
+from ..workspace_identity import USER_HEADER
+from .base import AUTH_RESOURCE
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+}
+# This server's credentials stay here; the workspace gets its own token instead.
+NOT_FORWARDED = HOP_BY_HOP | {
+    "host",
+    "cookie",
+    "authorization",
+    "x-xsrftoken",
+    "content-length",
+    USER_HEADER.lower(),
+}
+# The workspace's cookies are its login, useless to a browser that reaches it through here,
+# and an `_xsrf` of its own would shadow this server's.
+NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "content-length"}
+TOKEN_ARGUMENT = re.compile(r"(?:^|&)token=[^&]*")
+PROXY_PATH = r"/spell/workspaces/([^/]+)(/.*)?"
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 3600.0  # a long download through the workspace's file API
+
+
+class WorkspaceProxyHandler(
+    WebSocketMixin, WebSocketHandler, ExtensionHandlerMixin, JupyterHandler
+):
+    """Every method of HTTP, and websocket upgrades (kernels, terminals, events)."""
+
+    auth_resource = AUTH_RESOURCE
+    _upstream_ws = None  # the websocket to the workspace, once connected
+    _pending: list[str | bytes] | None = None  # its messages before this side was open
+
+    @property
+    def workspaces(self) -> WorkspaceManager:
+        return self.settings["spell_workspaces"]
+
+    # -- entry -----------------------------------------------------------------------------------
+
+    async def get(self, name: str, path: str | None = None) -> None:
+        await self._admit()
+        if self.request.headers.get("Upgrade", "").lower() == "websocket":
+            await self._open_upstream_websocket(await self._upstream(name))
+            await WebSocketHandler.get(self, name, path)
+        else:
+            self.xsrf_token  # noqa: B018 (sets this server's _xsrf cookie for the workspace's pages)
+            await self._proxy_http(name, path)
+
+    async def _any(self, name: str, path: str | None = None) -> None:
+        await self._admit()
+        await self._proxy_http(name, path)
+
+    post = put = patch = delete = head = options = _any
+
+    async def _admit(self) -> None:
+        """This server's user, allowed to execute (a workspace runs what its users type)."""
+        if not self.current_user:
+            raise web.HTTPError(403, "log in to this Jupyter server first")
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "execute", AUTH_RESOURCE)
+        )
+        if not allowed:
+            raise web.HTTPError(403, "this user may not use Spell workspaces on this server")
+
+    async def _upstream(self, name: str) -> Upstream:
+        try:
+            return await asyncio.to_thread(self.workspaces.upstream, name)
+        except NotFound as exc:
+            self._page(404, "No such workspace", exc.message)
+        except NotServing as exc:
+            run = exc.run
+            if run.status.is_final:
+                self._page(
+                    502,
+                    f"Workspace {name} is not running",
+                    f"Its run {run.id} ended {run.status.value}"
+                    + (f" ({run.status_message})" if run.status_message else "")
+                    + f". Start it again (its saved files come back): spell jupyter {name}",
+                )
+            self._page(
+                503,
+                f"Workspace {name} is starting",
+                f"Its run {run.id} is {run.status.value}: this page looks again in a moment.",
+                refresh=True,
+            )
+        raise AssertionError("unreachable")
+
+    def _page(self, status: int, title: str, message: str, refresh: bool = False) -> None:
+        """Answer with a short page a person can read (then stop the request)."""
+        self.clear()
+        self.set_status(status)
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        again = '<meta http-equiv="refresh" content="2">' if refresh else ""
+        self.finish(
+            f"<!doctype html><html><head><title>{html.escape(title)}</title>{again}</head>"
+            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
+        )
+        raise web.Finish()
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _upstream_headers(self, upstream: Upstream) -> dict[str, str]:
+        headers = {
+            k: v for k, v in self.request.headers.get_all() if k.lower() not in NOT_FORWARDED
+        }
+        headers["Authorization"] = f"token {upstream.token}"
+        headers["Host"] = upstream.address
+        user = self.current_user
+        headers[USER_HEADER] = json.dumps(
+            {
+                "username": getattr(user, "username", ""),
+                "name": getattr(user, "name", ""),
+                "display_name": getattr(user, "display_name", ""),
+            },
+            ensure_ascii=True,
+        )
+        return headers
+
+    def _upstream_uri(self) -> str:
+        """The request's path and query without this server's token (if one was given)."""
+        path, _, query = self.request.uri.partition("?")
+        query = TOKEN_ARGUMENT.sub("", query).lstrip("&")
+        return f"{path}?{query}" if query else path
+
+    async def _proxy_http(self, name: str, path: str | None) -> None:
+        upstream = await self._upstream(name)
+        started = False
+        seen: set[str] = set()
+
+        def on_header(line: str) -> None:
+            nonlocal started
+            line = line.rstrip("\r\n")
+            if line.startswith("HTTP/"):
+                start = httputil.parse_response_start_line(line)
+                if start.code == 100:
+                    return
+                started = True
+                seen.clear()
+                self.clear()
+                self.set_status(start.code, start.reason)
+            elif line and started:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key.lower() in NOT_RETURNED:
+                    return
+                if key.lower() in seen:  # repeated by the workspace: kept repeated
+                    self.add_header(key, value.strip())
+                else:  # replaces this server's default of the same name
+                    seen.add(key.lower())
+                    self.set_header(key, value.strip())
+
+        def on_chunk(chunk: bytes) -> None:
+            self.write(chunk)
+            flushed = self.flush()
+            flushed.add_done_callback(lambda f: f.exception())  # a client gone: nothing to do
+
+        body = self.request.body
+        method = self.request.method or "GET"
+        request = HTTPRequest(
+            f"http://{upstream.address}{self._upstream_uri()}",
+            method=method,
+            headers=self._upstream_headers(upstream),
+            body=body if body or method in ("POST", "PUT", "PATCH") else None,
+            allow_nonstandard_methods=True,
+            follow_redirects=False,
+            decompress_response=False,
+            connect_timeout=CONNECT_TIMEOUT,
+            request_timeout=REQUEST_TIMEOUT,
+            header_callback=on_header,
+            streaming_callback=on_chunk,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except (OSError, HTTPClientError) as exc:
+            response, error = None, exc
+        else:
+            error = response.error if response.code == 599 else None
+        if error is not None and not started:
+            self._not_answering(name, upstream, error)
+        self.finish()
+
+    def _not_answering(self, name: str, upstream: Upstream, error: BaseException) -> None:
+        self.log.info(
+            "Spell: workspace %s (run %s) did not answer: %s", name, upstream.run.id, error
+        )
+        self._page(
+            502,
+            f"Workspace {name} is not answering",
+            f"Its Jupyter (run {upstream.run.id}) does not answer yet: it may be starting (this "
+            "page looks again in a moment), or its container is gone (`spell logs "
+            f"{upstream.run.id}` says why).",
+            refresh=True,
+        )
+
+    # -- websockets ------------------------------------------------------------------------------
+
+    async def _open_upstream_websocket(self, upstream: Upstream) -> None:
+        """Connect to the workspace first, so the subprotocol it picks is the one answered."""
+        offered = self.request.headers.get("Sec-WebSocket-Protocol", "")
+        request = HTTPRequest(
+            f"ws://{upstream.address}{self._upstream_uri()}",
+            headers={
+                k: v
+                for k, v in self._upstream_headers(upstream).items()
+                if not k.lower().startswith("sec-websocket")
+            },
+            connect_timeout=CONNECT_TIMEOUT,
+        )
+        try:
+            self._upstream_ws = await websocket_connect(
+                request,
+                on_message_callback=self._from_upstream,
+                subprotocols=[p.strip() for p in offered.split(",") if p.strip()] or None,
+                max_message_size=self.max_message_size,
+            )
+        except (OSError, HTTPClientError) as exc:
+            self._not_answering(self.path_args[0], upstream, exc)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        chosen = self._upstream_ws.selected_subprotocol if self._upstream_ws else None
+        return chosen if chosen in subprotocols else None
+
+    def open(self, *args, **kwargs) -> None:
+        super().open(*args, **kwargs)
+        pending, self._pending = self._pending or [], None
+        for message in pending:
+            self._send_down(message)
+
+    def _from_upstream(self, message: str | bytes | None) -> None:
+        if message is None:  # the workspace closed it
+            if self.ws_connection is not None:
+                self.close()
+            return
+        if self.ws_connection is None:  # before this side is open
+            self._pending = [*(self._pending or []), message]
+        else:
+            self._send_down(message)
+
+    def _send_down(self, message: str | bytes) -> None:
+        with contextlib.suppress(WebSocketClosedError):
+            self.write_message(message, binary=isinstance(message, bytes))
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self._upstream_ws is not None:
+            with contextlib.suppress(WebSocketClosedError):
+                await self._upstream_ws.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self) -> None:
+        if self._upstream_ws is not None:
+            self._upstream_ws.close()
+            self._upstream_ws = None
+
+
+def proxy_routes() -> list[tuple[str, type]]:
+    return [(PROXY_PATH, WorkspaceProxyHandler)]
