@@ -857,3 +857,4 @@ class Workspace(BaseModel):
     run: Run
     url: str = Field(description="Where the host's Jupyter server serves it (a path)")
     runs: list[int] = Field(description="Its runs, newest first: each resumed the one before")
+    ready: bool = Field(default=False, description="Its Jupyter answers (through the proxy)")

@@ -97,3 +97,34 @@ def test_the_wheel_carries_the_prebuilt_extension(wheel_site, home):
     line = next(line for line in out.splitlines() if "spell-jupyter" in line)
     assert "enabled" in line and "OK" in line, out
     assert (shared / "package.json").is_file() and list((shared / "static").glob("*.js"))
+
+
+def test_a_workspace_from_the_sidebar_opens_its_jupyterlab_in_a_tab(lab_page, home):
+    """New workspace: the dialog's bad name comes back with the server's message; a good one
+    starts it, its tab shows the workspace's own JupyterLab (through the proxy, same origin),
+    and Stop ends it; the run's tab offers Open workspace instead of Rerun."""
+    page = lab_page
+    page.get_by_test_id("spell-new-workspace").click()
+    page.get_by_test_id("spell-workspace-name").fill("bad name")
+    page.locator(".jp-Dialog-button.jp-mod-accept").click()
+    page.get_by_test_id("spell-workspace-error").get_by_text("invalid workspace name").wait_for()
+    page.get_by_test_id("spell-workspace-name").fill("labws")
+    page.locator("[data-testid=spell-workspace-machine-type] option").first.wait_for(
+        state="attached"
+    )
+    page.locator(".jp-Dialog-button.jp-mod-accept").click()
+    frame = page.frame_locator("[data-testid=spell-workspace-frame]")
+    frame.locator(".jp-LabShell").wait_for(timeout=90_000)
+    frame.locator(".jp-LauncherCard").first.wait_for(timeout=60_000)  # its own Lab, working
+    page.get_by_test_id("spell-workspace-state").get_by_text("Running").wait_for()
+    page.get_by_test_id("spell-workspace-stop").click()
+    page.get_by_test_id("spell-workspace-state").get_by_text("Ended").wait_for(timeout=60_000)
+    run = home.client().workspaces.get("labws").run
+    assert run.status == "stopped"
+    page.get_by_test_id("spell-filter-kind").select_option("workspace")
+    page.locator(f'#spell-sidebar tr[data-run-id="{run.id}"]').click()
+    page.get_by_test_id("spell-open-workspace").wait_for()
+    assert page.get_by_test_id("spell-rerun").is_hidden()
+    refused = [e for e in page.spell_errors if "400 POST" in e and "/workspaces" in e]
+    assert len(refused) == 1  # the bad name, and nothing else failed
+    assert [e for e in page.spell_errors if e not in refused and "400" not in e] == []

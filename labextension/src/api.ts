@@ -56,6 +56,7 @@ export interface IRunSpec {
   cwd: string;
   code?: ICodeSpec | null;
   project?: string | null;
+  workspace?: { name: string; notebook: boolean } | null;
 }
 
 export interface ILogEntry {

@@ -12,7 +12,7 @@ import {
   Notification,
   ToolbarButton
 } from '@jupyterlab/apputils';
-import { URLExt } from '@jupyterlab/coreutils';
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { DocumentRegistry, IDocumentWidget } from '@jupyterlab/docregistry';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ServerConnection } from '@jupyterlab/services';
@@ -22,6 +22,12 @@ import { failure, request } from './api';
 import { DRIVE, SpellDrive } from './drive';
 import { FilesBrowser } from './files';
 import { IRunForm, askForRun, formOf } from './newrun';
+import {
+  IWorkspace,
+  WorkspaceView,
+  askForWorkspace,
+  getWorkspace
+} from './workspaces';
 import { RunView } from './runview';
 import { RunsSidebar } from './sidebar';
 
@@ -41,6 +47,9 @@ const filesIcon = new LabIcon({
 
 const RUNNABLE = /\.(py|sh|ipynb)$/i;
 
+// the base URL of a workspace's Jupyter, served through its host
+const WORKSPACE_PAGE = /\/spell\/workspaces\/[^/]+\/$/;
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'spell-jupyter:plugin',
   description:
@@ -54,6 +63,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     fileBrowser: IDefaultFileBrowser | null
   ) => {
+    if (WORKSPACE_PAGE.test(PageConfig.getBaseUrl())) {
+      return; // a workspace's own Lab: Spell is its host's, reached from code, not from here
+    }
     app.serviceManager.contents.addDrive(new SpellDrive());
     const openFile = (path: string) =>
       void app.commands.execute('docmanager:open', {
@@ -79,7 +91,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (!view || view.isDisposed) {
         const content = new RunView(id, {
           files,
-          rerun: run => void submit(formOf(run), `Rerun of run ${run.id}`)
+          rerun: run => void submit(formOf(run), `Rerun of run ${run.id}`),
+          openWorkspace: name =>
+            void app.commands.execute('spell:open-workspace', { name })
         });
         view = new MainAreaWidget({ content });
         view.id = `spell-run-view-${id}`;
@@ -182,8 +196,45 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
 
-    const sidebar = new RunsSidebar(openRun, () =>
-      app.commands.execute('spell:new-run')
+    const workspaceViews = new Map<string, MainAreaWidget<WorkspaceView>>();
+    const openWorkspace = (workspace: IWorkspace) => {
+      let view = workspaceViews.get(workspace.name);
+      if (!view || view.isDisposed || view.content.runId !== workspace.run.id) {
+        view?.dispose();
+        view = new MainAreaWidget({ content: new WorkspaceView(workspace) });
+        view.id = `spell-workspace-view-${workspace.name}`;
+        view.title.label = `Workspace ${workspace.name}`;
+        view.title.icon = spellIcon;
+        workspaceViews.set(workspace.name, view);
+        shell.add(view, 'main');
+      }
+      shell.activateById(view.id);
+    };
+    app.commands.addCommand('spell:new-workspace', {
+      label: 'New Spell workspace…',
+      caption:
+        'JupyterLab on a Spell machine type, with its files kept between stops',
+      execute: async () => {
+        const workspace = await askForWorkspace();
+        if (workspace) {
+          openWorkspace(workspace);
+        }
+      }
+    });
+    app.commands.addCommand('spell:open-workspace', {
+      label: 'Open a Spell workspace',
+      execute: async args => {
+        try {
+          openWorkspace(await getWorkspace(String(args.name)));
+        } catch (error) {
+          Notification.error((error as Error).message);
+        }
+      }
+    });
+    const sidebar = new RunsSidebar(
+      openRun,
+      () => app.commands.execute('spell:new-run'),
+      () => app.commands.execute('spell:new-workspace')
     );
     sidebar.title.icon = spellIcon;
     shell.add(sidebar, 'left', { rank: 300 });
@@ -197,6 +248,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     spellfs.title.caption = 'SpellFS';
     shell.add(spellfs, 'right', { rank: 300 }); // beside Lab's file browser: drag from it
     palette?.addItem({ command: 'spell:new-run', category: 'Spell' });
+    palette?.addItem({ command: 'spell:new-workspace', category: 'Spell' });
   }
 };
 

@@ -24,6 +24,8 @@ export interface IRunViewOptions {
   files: Omit<IFilesOptions, 'root' | 'testid'>;
   /** The new-run dialog, filled in from this run. */
   rerun: (run: IRun) => void;
+  /** A workspace's tab (for runs of kind workspace). */
+  openWorkspace: (name: string) => void;
 }
 
 export class RunView extends Panel {
@@ -58,12 +60,13 @@ export class RunView extends Panel {
       ['Kill', () => this.act('kill')],
       ['Label', () => this.label()],
       ['Archive', () => this.archive()],
-      ['Rerun', () => this.shown && this.options.rerun(this.shown)]
+      ['Rerun', () => this.shown && this.options.rerun(this.shown)],
+      ['Open workspace', () => this.openWorkspace()]
     ] as [string, () => void][]) {
       const button = document.createElement('button');
       button.className = 'jp-mod-styled';
       button.textContent = text;
-      button.dataset.testid = `spell-${text.toLowerCase()}`;
+      button.dataset.testid = `spell-${text.toLowerCase().replace(' ', '-')}`;
       button.onclick = act;
       this.buttons[text] = button;
       bar.node.appendChild(button);
@@ -150,6 +153,13 @@ export class RunView extends Panel {
     }
   }
 
+  private openWorkspace(): void {
+    const name = this.shown?.spec.workspace?.name;
+    if (name) {
+      this.options.openWorkspace(name);
+    }
+  }
+
   private showRun(run: IRun): void {
     if (isOlder(run, this.shown)) {
       return; // an answer read before the event already shown
@@ -184,6 +194,9 @@ export class RunView extends Panel {
     this.buttons.Stop.disabled = final;
     this.buttons.Kill.disabled = final;
     this.buttons.Archive.disabled = !final || run.archived;
+    // a workspace is started again by its name (resuming its files), not rerun as a command
+    this.buttons['Open workspace'].hidden = !run.spec.workspace;
+    this.buttons.Rerun.hidden = !!run.spec.workspace;
     this.showStatus(this.logStatus);
     if (first || changed) {
       this.details.render(run);

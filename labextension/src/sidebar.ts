@@ -28,7 +28,8 @@ export class RunsSidebar extends Widget {
 
   constructor(
     private openRun: (id: number) => void,
-    private newRun: () => void
+    private newRun: () => void,
+    private newWorkspace: () => void
   ) {
     super();
     this.id = 'spell-sidebar';
@@ -44,7 +45,13 @@ export class RunsSidebar extends Widget {
     create.textContent = 'New run';
     create.dataset.testid = 'spell-new-run';
     create.onclick = () => this.newRun();
-    head.append(heading, create);
+    const workspace = document.createElement('button');
+    workspace.className = 'jp-mod-styled';
+    workspace.textContent = 'Workspace';
+    workspace.title = 'New workspace: JupyterLab on a Spell machine type';
+    workspace.dataset.testid = 'spell-new-workspace';
+    workspace.onclick = () => this.newWorkspace();
+    head.append(heading, create, workspace);
     const filters = document.createElement('div');
     filters.className = 'jp-spell-filters';
     this.status = this.choice('Status', 'spell-filter-status', [

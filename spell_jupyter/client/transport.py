@@ -113,12 +113,9 @@ class Transport:
         headers: dict[str, str] | None = None,
         stream: bool = False,
         timeout: Timeout | int = 0,
-        api: bool = True,
     ) -> Response:
-        """`timeout`: seconds or (connect, read); 0 means the default, None means none.
-        `api=False`: `path` is under the server's base URL, not under the Spell API's."""
-        prefix = f"{API_PREFIX}/" if api else ""
-        target = f"{self._base_path}{prefix}{path.lstrip('/')}"
+        """`timeout`: seconds or (connect, read); 0 means the default, None means none."""
+        target = f"{self._base_path}{API_PREFIX}/{path.lstrip('/')}"
         if params:
             query = {k: v for k, v in params.items() if v is not None}
             target += "?" + urlencode(query, doseq=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from .errors import APIError, InvalidArgument, ServerUnavailable, WaitError
+from .errors import InvalidArgument, WaitError
 from .runs import Run
 from .transport import quote_segment
 
@@ -31,6 +31,7 @@ class Workspace:
         self.path: str = data["url"]  # on the server, e.g. /spell/workspaces/ws1/
         self.run = Run(self._client, data["run"])
         self.run_ids: list[int] = list(data["runs"])
+        self.ready: bool = bool(data.get("ready"))
 
     @property
     def url(self) -> str:
@@ -48,7 +49,7 @@ class Workspace:
         self._update(self._client.transport.json("GET", f"workspaces/{quote_segment(self.name)}"))
 
     def wait_ready(self, timeout: float | None = 600.0, on_status=None) -> None:
-        """Wait until its Jupyter answers through the server (`on_status(status)` at each
+        """Wait until its Jupyter answers (the server asks it) (`on_status(status)` at each
         change of its run's status); WaitError if its run ends first or on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         seen = None
@@ -63,19 +64,11 @@ class Workspace:
                     f"workspace {self.name} ended {self.status} before it served "
                     f"(`spell logs {self.run.id}` says why)"
                 )
-            if self.status == self._client.runs.RUNNING and self._answers():
+            if self.ready:
                 return
             if deadline is not None and time.monotonic() > deadline:
                 raise WaitError(f"workspace {self.name} did not answer within {timeout:g} s")
             time.sleep(0.25)
-
-    def _answers(self) -> bool:
-        path = f"spell/workspaces/{quote_segment(self.name)}/api/status"
-        try:
-            self._client.transport.request("GET", path, api=False)
-            return True
-        except (APIError, ServerUnavailable):
-            return False
 
     def stop(self) -> None:
         """Stop it: its files are saved, and starting it again resumes with them."""

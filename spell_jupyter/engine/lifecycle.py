@@ -57,7 +57,7 @@ from .log_pump import LogPump
 from .machine_types import Allocation, MachineTypes
 from .searches import SearchDriver, is_search
 from .service_tokens import ServiceTokens
-from .workspace_idle import idle_seconds
+from .workspace_status import idle_seconds
 
 MAX_CONSECUTIVE_ERRORS = 5
 IMAGE_RECHECK_SECONDS = 60.0

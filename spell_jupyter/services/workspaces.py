@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass
 
 from ..engine.service_tokens import ServiceTokens
+from ..engine.workspace_status import answers
 from ..errors import Conflict, NotFound
 from ..models import NewWorkspace, Run, RunKind, RunSpec, Status, Workspace
 from ..store import RunStore
@@ -137,8 +138,19 @@ class WorkspaceManager:
 
     def _model(self, name: str, history: list[Run]) -> Workspace:
         return Workspace(
-            name=name, run=history[0], url=self.url_of(name), runs=[r.id for r in history]
+            name=name,
+            run=history[0],
+            url=self.url_of(name),
+            runs=[r.id for r in history],
+            ready=self._ready(history[0]),
         )
+
+    def _ready(self, run: Run) -> bool:
+        if run.status != Status.RUNNING:
+            return False
+        address = (self.store.handle_of(run.id) or {}).get("address")
+        workspace = run.spec.workspace
+        return bool(address) and answers(address, workspace.base_url, self.tokens.token(run.id))
 
     def _existing(self, name: str) -> list[Run]:
         history = self._runs_of(name)

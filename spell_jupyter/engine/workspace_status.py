@@ -1,5 +1,5 @@
-"""How long a workspace's Jupyter server has been idle, asked of the server itself (its
-`/api/status` and `/api/kernels`, which do not count as activity)."""
+"""A workspace's Jupyter, asked directly on this host: does it answer, and how long has it
+been idle (its `/api/status` and `/api/kernels`, which do not count as activity)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,18 @@ def idle_seconds(address: str, base_url: str, token: str) -> float | None:
     return max((datetime.now(timezone.utc) - last).total_seconds(), 0.0)
 
 
-def _get(address: str, base_url: str, path: str, token: str):
+def answers(address: str, base_url: str, token: str, timeout: float = 2.0) -> bool:
+    """Whether its Jupyter answers `/api/status` now."""
+    try:
+        _get(address, base_url, "api/status", token, timeout)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def _get(address: str, base_url: str, path: str, token: str, timeout: float = ASK_TIMEOUT):
     request = urllib.request.Request(
         f"http://{address}{base_url}{path}", headers={"Authorization": f"token {token}"}
     )
-    with urllib.request.urlopen(request, timeout=ASK_TIMEOUT) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
