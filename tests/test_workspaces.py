@@ -99,6 +99,13 @@ def saved(home, run_id: int, name: str) -> str:
     return (home.path / "fs" / "runs" / str(run_id) / name).read_text()
 
 
+def handle_of(home, run_id: int) -> dict:
+    """The backend's handle of a run, as the store keeps it."""
+    from spell_jupyter.store import RunStore, connect_database
+
+    return RunStore(connect_database(f"sqlite:///{home.path / 'spell.db'}")).handle_of(run_id)
+
+
 def workspace_run(home, name: str):
     return home.client().workspaces.get(name).run
 
@@ -169,11 +176,7 @@ def test_without_the_hosts_authentication_nothing_is_proxied(served):
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 403
     # the token the workspace takes is not the host's: the workspace refuses the host's own
-    run = workspace_run(home, "ws2")
-    from spell_jupyter.store import RunStore, connect_database
-
-    store = RunStore(connect_database(f"sqlite:///{home.path / 'spell.db'}"))
-    upstream = store.handle_of(run.id)["address"]
+    upstream = handle_of(home, workspace_run(home, "ws2").id)["address"]
     direct = urllib.request.Request(
         f"http://{upstream}/spell/workspaces/ws2/api/status",
         headers={"Authorization": f"token {info['token']}"},
@@ -269,9 +272,7 @@ def test_a_workspace_whose_container_is_killed_ends_interrupted_with_its_files(d
     note = {"type": "file", "format": "text", "content": "written before the kill\n"}
     assert proxied(home, "dk/api/contents/kept.txt", "PUT", note)[0] in (200, 201)
     run = workspace_run(home, "dk")
-    engine = docker.from_env()
-    (container,) = engine.containers.list(filters={"label": f"spell.run_id={run.id}"})
-    container.kill()
+    docker.from_env().containers.get(handle_of(home, run.id)["container"]).kill()
     client = home.client()
     run.wait_status(*client.runs.FINAL, timeout=120)
     assert run.status == client.runs.INTERRUPTED
