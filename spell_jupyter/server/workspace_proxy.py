@@ -255,6 +255,7 @@ class WorkspaceProxyHandler(
 
     def open(self, *args, **kwargs) -> None:
         super().open(*args, **kwargs)
+        self.set_nodelay(True)  # kernel messages are small: no Nagle delay on this side
         pending, self._pending = self._pending or [], None
         for message in pending:
             self._send_down(message)
