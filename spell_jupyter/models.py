@@ -117,6 +117,15 @@ def check_repo_label(value: str) -> str:
     return value
 
 
+def saved_path(rel: str, repository: str | None) -> str:
+    """Where a file at `rel` (under the run's working folder, /spell) is saved under
+    runs/<id>: relative to the repository's folder when the run has code, as Spell did (files
+    saved in /spell/<repo> land in runs/<id>; a subfolder keeps its name), else as it is."""
+    if repository and (rel == repository or rel.startswith(repository + "/")):
+        return rel[len(repository) + 1 :]
+    return rel
+
+
 def check_workspace_name(value: str) -> str:
     """A workspace's name: it is a segment of the workspace's URL, /spell/workspaces/<name>/."""
     if not WORKSPACE_NAME.fullmatch(value):
@@ -351,6 +360,11 @@ class RunSpec(BaseModel):
     workspace: WorkspaceSpec | None = Field(
         default=None, description="What a workspace serves (kind workspace)"
     )
+    tensorboard_dir: str | None = Field(
+        default=None,
+        description="Where the run writes TensorBoard logs (relative to cwd, or under /spell): "
+        "served at <base_url>spell/runs/<id>/tensorboard/",
+    )
 
     @field_validator("command")
     @classmethod
@@ -426,6 +440,36 @@ class RunSpec(BaseModel):
     @classmethod
     def _cwd(cls, value: str) -> str:
         return check_relative_path(value, "cwd")
+
+    @field_validator("tensorboard_dir")
+    @classmethod
+    def _tensorboard_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value == WORKDIR or value.startswith(WORKDIR + "/"):
+            return WORKDIR + "/" + check_relative_path(value[len(WORKDIR) + 1 :], "tensorboard_dir")
+        if value.startswith("/"):
+            raise ValueError(
+                f"tensorboard_dir {value!r}: give a folder of the run's working directory "
+                f"({WORKDIR}/...) or one relative to where the command starts"
+            )
+        return check_relative_path(value, "tensorboard_dir") or "."
+
+    def tensorboard_folder(self) -> str | None:
+        """The TensorBoard folder relative to the working directory (WORKDIR)."""
+        if self.tensorboard_dir is None:
+            return None
+        if self.tensorboard_dir.startswith(WORKDIR):
+            return self.tensorboard_dir[len(WORKDIR) + 1 :]
+        joined = PurePosixPath(self.cwd or ".") / self.tensorboard_dir
+        return check_relative_path(str(joined), "tensorboard_dir")
+
+    def saved_tensorboard_folder(self) -> str | None:
+        """Where the TensorBoard folder is saved under runs/<id> once the run ends."""
+        folder = self.tensorboard_folder()
+        if folder is None:
+            return None
+        return saved_path(folder, self.code.repository if self.code else None)
 
     @field_validator("framework")
     @classmethod

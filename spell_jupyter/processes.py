@@ -33,3 +33,12 @@ def is_spell_server_process(pid: int) -> bool:
         return True
     except OSError:
         return False
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free now (the process given it binds it a moment later)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -128,3 +128,26 @@ def test_a_workspace_from_the_sidebar_opens_its_jupyterlab_in_a_tab(lab_page, ho
     refused = [e for e in page.spell_errors if "400 POST" in e and "/workspaces" in e]
     assert len(refused) == 1  # the bad name, and nothing else failed
     assert [e for e in page.spell_errors if e not in refused and "400" not in e] == []
+
+
+def test_a_run_with_a_tensorboard_links_it_from_its_tab(lab_page, home):
+    page = lab_page
+    client = home.client()
+    run = client.runs.new("mkdir -p logs && sleep 600", tensorboard_directory="logs", labels=["tb"])
+    page.locator(f'#spell-sidebar tr[data-run-id="{run.id}"]').click()
+    link = page.get_by_test_id("spell-run-tensorboard")
+    link.wait_for(timeout=60_000)
+    href = link.get_attribute("href")
+    assert href.endswith(f"/spell/runs/{run.id}/tensorboard/")
+    assert page.spell_errors == []
+    with page.expect_response(
+        lambda r: r.url.split("?")[0].endswith("/tensorboard/data/runs") and r.status == 200,
+        timeout=90_000,
+    ):
+        page.goto(href)  # the Lab's login cookie lets the browser in
+    page.wait_for_function("document.title.includes('TensorBoard')", timeout=90_000)
+    # TensorBoard's own stylesheet asks for its fonts at the server's root, not under its
+    # prefix: those (and only those) fail
+    failed = [e for e in page.spell_errors if e.startswith(("4", "5"))]
+    assert failed and all("/font-roboto/" in e for e in failed), failed
+    run.kill()

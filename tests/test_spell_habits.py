@@ -60,7 +60,6 @@ def test_the_runs_documents_chain_from_a_repositorys_root_and_subfolder(any_back
         ["--auto-resume"],
         ["--no-auto-resume"],
         ["--idempotent"],
-        ["--tensorboard-dir", "tb"],
         ["--provider", "aws"],
     ],
 )

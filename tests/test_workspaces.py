@@ -217,7 +217,7 @@ def test_bad_workspace_requests_are_refused_and_make_nothing(served):
         code, message = refused(method, path)
         assert code == 404 and "spell jupyter none" in message
     status, page = proxied(home, "none/lab")
-    assert status == 404 and "No such workspace" in page
+    assert status == 404 and "no workspace is named" in page
 
     cli = home.spell("jupyter", "bad name", "--no-browser", "-f")
     assert cli.returncode != 0 and "invalid workspace name" in cli.stderr

@@ -57,6 +57,7 @@ export interface IRunSpec {
   code?: ICodeSpec | null;
   project?: string | null;
   workspace?: { name: string; notebook: boolean } | null;
+  tensorboard_dir?: string | null;
 }
 
 export interface ILogEntry {

@@ -2,6 +2,7 @@
 // Rerun) and four panes: the logs streaming live, what the run was made of, its outputs
 // (runs/<id>/ in a SpellFS browser) and its metrics as charts.
 import { InputDialog } from '@jupyterlab/apputils';
+import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { Panel, TabPanel, Widget } from '@lumino/widgets';
 
 import {
@@ -182,13 +183,26 @@ export class RunView extends Panel {
     const time = document.createElement('span');
     time.className = 'jp-spell-duration';
     time.textContent = duration(run);
+    const board = document.createElement('a');
+    if (run.spec.tensorboard_dir) {
+      board.textContent = 'TensorBoard';
+      board.href = URLExt.join(
+        PageConfig.getBaseUrl(),
+        `spell/runs/${run.id}/tensorboard/`
+      );
+      board.target = '_blank';
+      board.rel = 'noopener';
+      board.dataset.testid = 'spell-run-tensorboard';
+    }
     facts.append(
       status,
       ` · ${run.machine_type} · `,
       time,
       run.labels.length ? ` · ${run.labels.join(', ')}` : '',
       run.archived ? ' · archived' : '',
-      run.status_message ? ` · ${run.status_message}` : ''
+      run.status_message ? ` · ${run.status_message}` : '',
+      run.spec.tensorboard_dir ? ' · ' : '',
+      run.spec.tensorboard_dir ? board : ''
     );
     this.header.node.append(title, facts);
     this.buttons.Stop.disabled = final;

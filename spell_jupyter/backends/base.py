@@ -230,6 +230,11 @@ class Backend(LoggingConfigurable, metaclass=BackendMeta):
             SERVICE_TOKEN_ENV: request.service_token,
         }
 
+    def local_folder(self, run_id: int) -> Path | None:
+        """The run's working folder (WORKDIR) on this host while it is active, for backends
+        that keep one here (what it writes shows there live); None for others."""
+        return None
+
     def describe(self, handle: dict) -> str:
         """A line for the run's log saying where it runs."""
         return f"Running on the {self.name} backend"

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from traitlets import Unicode
 
-from ..models import WORKDIR
+from ..models import WORKDIR, saved_path
 from .base import Backend, LaunchRequest, MountFailed, OutputFile, StagedCode
 from .code_sync import check_out
 from .mounting import MountSources
-from .outputs import changed_files, mount_writes, output_path, write_manifest
+from .outputs import changed_files, mount_writes, write_manifest
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,9 @@ class HostBackend(Backend):
 
     def workdir(self, run_id: int) -> Path:
         return self.work_root / str(run_id)
+
+    def local_folder(self, run_id: int) -> Path | None:
+        return self.workdir(run_id)
 
     def _mounts_dir(self, run_id: int) -> Path:
         return self.work_root / f"{run_id}.mounts"
@@ -157,7 +160,7 @@ class HostBackend(Backend):
         workdir = self.workdir(request.run_id)
         repository = request.repository
         found = [
-            OutputFile(str(workdir / rel), output_path(rel, repository), size)
+            OutputFile(str(workdir / rel), saved_path(rel, repository), size)
             for rel, size in changed_files(workdir, self._manifest(request.run_id))
         ]
         for index, mount in enumerate(request.mounts):
@@ -165,7 +168,7 @@ class HostBackend(Backend):
             base = target[len(WORKDIR) + 1 :] if target.startswith(WORKDIR + "/") else target[1:]
             upper = self._mounts_dir(request.run_id) / str(index) / "upper"
             found += [
-                OutputFile(str(upper / rel), output_path(f"{base}/{rel}", repository), size)
+                OutputFile(str(upper / rel), saved_path(f"{base}/{rel}", repository), size)
                 for rel, size in mount_writes(upper)
             ]
         return found

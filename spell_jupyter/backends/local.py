@@ -12,7 +12,6 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from traitlets import Float
 
 from ..errors import InvalidInput
 from ..models import WORKDIR, OutputLine, visible_envvars
+from ..processes import free_port
 from .base import (
     SERVICE_PORT_ENV,
     LaunchRequest,
@@ -272,10 +272,3 @@ class LocalBackend(HostBackend):
         child = self._children.pop(int(state_dir.name), None)
         if child is not None:
             child.wait()
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 free now (the run binds it a moment later)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -36,15 +36,6 @@ def changed_files(workdir: Path, manifest_path: Path) -> list[tuple[str, int]]:
     return sorted((rel, meta[0]) for rel, meta in scan(workdir).items() if before.get(rel) != meta)
 
 
-def output_path(rel: str, repository: str | None) -> str:
-    """Where a file at `rel` (under the run's working folder, /spell) is saved under
-    runs/<id>: relative to the repository's folder when the run has code, as Spell did (files
-    saved in /spell/<repo> land in runs/<id>; a subfolder keeps its name), else as it is."""
-    if repository and rel.startswith(repository + "/"):
-        return rel[len(repository) + 1 :]
-    return rel
-
-
 def mount_writes(upper: Path) -> list[tuple[str, int]]:
     """(relative path, size) of the files a run wrote under a folder mount: the overlay's upper
     folder, without its whiteouts (character devices that mark deletions)."""

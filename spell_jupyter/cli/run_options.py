@@ -23,7 +23,6 @@ SPELL_OPTIONS_NOT_YET = (
     click.option("--auto-resume", is_flag=True, expose_value=False, callback=not_supported_yet),
     click.option("--no-auto-resume", is_flag=True, expose_value=False, callback=not_supported_yet),
     click.option("--idempotent", is_flag=True, expose_value=False, callback=not_supported_yet),
-    click.option("--tensorboard-dir", expose_value=False, callback=not_supported_yet),
     click.option("--provider", expose_value=False, callback=not_supported_yet),
     click.option("--conda-env", expose_value=False, callback=not_supported_yet),
 )
@@ -132,6 +131,12 @@ RUN_OPTIONS = (
         "&& joins clauses that must all hold; repeatable (any one stops it), at most 5.",
     ),
     click.option("-p", "--project", default=None, help="File the run in this project."),
+    click.option(
+        "--tensorboard-dir",
+        metavar="DIR",
+        help="Where the run writes TensorBoard logs: served live (and from its outputs after) at "
+        "<server>/spell/runs/<id>/tensorboard/.",
+    ),
     *SPELL_OPTIONS_NOT_YET,
 )
 
@@ -215,6 +220,7 @@ def run_arguments(options: dict) -> dict:
         "github_ref": options["github_ref"],
         "stop_conditions": list(options["stop_conditions"]) or None,
         "project": options["project"],
+        "tensorboard_directory": options["tensorboard_dir"],
     }
     if "params" in options:
         arguments["params"] = parse_params(options["params"]) or None

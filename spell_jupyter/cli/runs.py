@@ -78,6 +78,8 @@ def follow_new_run(new, background: bool, verbose: bool) -> int:
     for warning in getattr(new, "code_warnings", ()):
         click.echo(f"Warning: {warning}", err=True)
     click.echo(f"💫 Casting spell #{new.id}…")
+    if new.tensorboard_url:
+        click.echo(f"✨ TensorBoard: {new.tensorboard_url}")
     if background:
         click.echo(f"View logs with `spell logs {new.id}`")
         return 0
@@ -130,10 +132,14 @@ def ps(number, labels, statuses, show_all, verbose, as_json, project):
         for r in reversed(runs)
     ]
     if verbose:
-        headers += ["MACHINE", "COMMIT"]
+        headers += ["MACHINE", "COMMIT", "TENSORBOARD"]
         for row, r in zip(rows, reversed(runs), strict=True):
             commit = f"{r.repository}@{r.commit_hash[:10]}" if r.commit_hash else "-"
-            row += [r.machine_type, commit + ("+patch" if r.has_patch else "")]
+            row += [
+                r.machine_type,
+                commit + ("+patch" if r.has_patch else ""),
+                r.tensorboard_url or "-",
+            ]
     click.echo(table(headers, rows))
 
 

@@ -46,8 +46,9 @@ def outputs_path(run) -> str:
     return f"runs/{run.id}"
 
 
-def run_line_html(run, outputs_url: str | None = None) -> str:
-    """One line: ID, status, machine type, elapsed time, outputs (a link when `outputs_url`)."""
+def run_line_html(run, outputs_url: str | None = None, tensorboard_url: str | None = None) -> str:
+    """One line: ID, status, machine type, elapsed time, outputs (a link when `outputs_url`),
+    and its TensorBoard (when `tensorboard_url`)."""
     took = elapsed(run)
     outputs = escape(outputs_path(run))
     if outputs_url:
@@ -59,6 +60,8 @@ def run_line_html(run, outputs_url: str | None = None) -> str:
         format_duration(took) if took is not None else "-",
         f"outputs: <code>{outputs}</code>",
     ]
+    if tensorboard_url:
+        parts.append(f'<a href="{escape(tensorboard_url)}" target="_blank">TensorBoard</a>')
     return " · ".join(parts)
 
 
@@ -80,6 +83,10 @@ def run_html(run) -> str:
         ("Code", escape(f"{run.repository}@{run.commit_hash[:10]}") if run.commit_hash else "-"),
         ("Outputs", f"<code>{escape(outputs_path(run))}</code>"),
     ]
+    tensorboard = getattr(run, "tensorboard_url", None)
+    if tensorboard:
+        link = f'<a href="{escape(tensorboard)}" target="_blank">{escape(tensorboard)}</a>'
+        rows.append(("TensorBoard", link))
     if run.description:
         rows.insert(1, ("Description", escape(run.description)))
     body = "".join(

@@ -30,7 +30,6 @@ NOT_YET_SUPPORTED = (
     "idempotent",
     "provider",
     "run_type",
-    "tensorboard_directory",
     "workflow_id",
     "workspace_id",
 )
@@ -127,7 +126,7 @@ class Run:
         }
         self.hyper_params: dict = spec.get("hyper_params", {})
         self.stop_conditions: list[str] = spec.get("stop_conditions", [])
-        self.tensorboard_directory: str | None = spec.get("tensorboard_directory")
+        self.tensorboard_directory: str | None = spec.get("tensorboard_dir")
         self.creator: str | None = data.get("creator")
         self.already_existed: bool = False  # Spell's idempotent runs; every run here is new
         self.status_history: list[dict] = [
@@ -141,6 +140,13 @@ class Run:
     def gpu(self) -> str | None:
         """The GPU model of the run's machine type (None for CPU types), as Spell's `gpu`."""
         return self._client.machine_type_gpus().get(self.machine_type)
+
+    @property
+    def tensorboard_url(self) -> str | None:
+        """Where the server shows the run's TensorBoard (runs with a tensorboard_directory)."""
+        if self.tensorboard_directory is None:
+            return None
+        return self._client.base_url.rstrip("/") + f"/spell/runs/{self.id}/tensorboard/"
 
     @property
     def outputs_url(self) -> str:
@@ -370,6 +376,7 @@ class RunsService:
         stop_conditions: list[str] | None = None,
         commit_label: str | None = None,
         project: str | None = None,
+        tensorboard_directory: str | None = None,
         **unsupported,
     ) -> tuple[dict, list[str]]:
         """The REST body of a new run from `new`'s keywords, and warnings about its code."""
@@ -407,6 +414,8 @@ class RunsService:
             body["stop_conditions"] = list(stop_conditions)
         if project is not None:
             body["project"] = project
+        if tensorboard_directory is not None:
+            body["tensorboard_dir"] = tensorboard_directory
         if commit_label is not None:
             if cwd is not None or commit_ref or commit_hash or github_url:
                 raise InvalidArgument("commit_label names the code: leave out cwd/commit_ref")

@@ -1,6 +1,7 @@
 """The run engine: lifecycles as a table of steps, scheduling, environments, log pumps.
 Event-driven; never imports tornado or jupyter_server; reaches runs only through a Backend."""
 
+from pathlib import Path
 from typing import Protocol
 
 from ..models import RunSpec
@@ -20,6 +21,8 @@ class RunControl(Protocol):
     def run_stats(self, handle: dict) -> dict: ...
 
     def held_allocations(self) -> list[Allocation]: ...
+
+    def live_folder(self, run_id: int) -> Path | None: ...
 
 
 __all__ = ["RunControl", "RunEngine"]

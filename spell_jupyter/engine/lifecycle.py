@@ -255,6 +255,10 @@ class RunEngine(LoggingConfigurable):
     def run_stats(self, handle: dict) -> dict:
         return self.backend.stats(handle)
 
+    def live_folder(self, run_id: int) -> Path | None:
+        """An active run's working folder on this host (None where the backend keeps none)."""
+        return self.backend.local_folder(run_id)
+
     def held_allocations(self) -> list[Allocation]:
         """What the placed runs hold of this host."""
         return [

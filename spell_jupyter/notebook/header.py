@@ -38,6 +38,14 @@ def outputs_link(run) -> str | None:
     return urlsplit(url).path if url.startswith(("http://", "https://")) else None
 
 
+def tensorboard_link(run) -> str | None:
+    """The run's TensorBoard on its server, host-relative as `outputs_link`."""
+    from urllib.parse import urlsplit
+
+    url = run.tensorboard_url
+    return urlsplit(url).path if url and url.startswith(("http://", "https://")) else None
+
+
 class RunHeader:
     """The header of `run`: `show()` displays it, `watch()` keeps it up to date from a
     background thread until the run ends. `stop_button` and `kill_button` act on the run."""
@@ -73,7 +81,7 @@ class RunHeader:
     # -- display ------------------------------------------------------------------------------
 
     def _line(self) -> str:
-        return run_line_html(self.run, outputs_link(self.run))
+        return run_line_html(self.run, outputs_link(self.run), tensorboard_link(self.run))
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
         bundle: dict[str, Any] = {}

@@ -31,6 +31,7 @@ from ..services.change_feed import ChangeFeed
 from ..services.lab_runs import LabRuns
 from ..services.metrics import MetricsManager
 from ..services.run_access import RunAccess
+from ..services.tensorboards import TensorBoards
 from ..services.workspaces import WorkspaceManager
 from ..store import RunStore, connect_database
 from ..store.database import default_db_url
@@ -38,8 +39,8 @@ from ..store.metrics import MetricStore
 from .handlers import route_table
 from .run_socket import RunSocket
 from .serverinfo import ServerInfoFile
+from .service_proxy import proxy_routes
 from .standalone import SpellServerApp
-from .workspace_proxy import proxy_routes
 
 
 class SpellJupyter(ExtensionApp):
@@ -249,6 +250,7 @@ class SpellJupyter(ExtensionApp):
             allow_uncommitted_changes=self.allow_uncommitted_changes,
             allowed_mount_urls=tuple(self.allowed_mount_urls),
         )
+        self.tensorboards = TensorBoards(store, self.engine, fs, home, self.serverapp.base_url)
         self.settings.update(
             spell_service=self.service,
             spell_resources=resources,
@@ -261,6 +263,7 @@ class SpellJupyter(ExtensionApp):
             spell_workspaces=WorkspaceManager(
                 self.service, store, self.engine.service_tokens, self.serverapp.base_url
             ),
+            spell_tensorboards=self.tensorboards,
             spell_lab_runs=LabRuns(
                 self.serverapp.root_dir,
                 resources,
@@ -353,6 +356,7 @@ class SpellJupyter(ExtensionApp):
         self.handlers.extend(proxy_routes())
 
     async def stop_extension(self) -> None:
+        self.tensorboards.close()
         self.run_socket.close()  # before leadership (and the socket's path) passes on
         self.engine.stop()
         if self.server_info is not None:

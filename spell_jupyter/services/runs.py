@@ -24,6 +24,7 @@ from ..models import (
 from ..store import RunStore
 from .log_feed import LogFeed
 from .spellfs import SpellFSManager
+from .tensorboards import INSTALL_HINT, tensorboard_installed
 
 # Buckets reached with the server's storage options; never the host's own files by default.
 DEFAULT_MOUNT_URLS = ("s3://", "gs://")
@@ -74,6 +75,8 @@ class RunManager:
             raise InvalidInput("a workflow's runs cannot start workflows of their own")
         if not spec.docker_image:
             self.frameworks.get(spec.framework)  # unknown ones are refused with the known list
+        if spec.tensorboard_dir is not None and not tensorboard_installed():
+            raise InvalidInput(f"--tensorboard-dir: {INSTALL_HINT}")
         self._check_code_and_mounts(spec)
         self.engine.check_submission(spec)
         run = self.store.create_run(

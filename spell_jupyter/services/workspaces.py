@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shlex
 import threading
-from dataclasses import dataclass
 
 from ..engine.service_tokens import ServiceTokens
 from ..engine.workspace_status import answers
@@ -15,27 +14,11 @@ from ..errors import Conflict, NotFound
 from ..models import NewWorkspace, Run, RunKind, RunSpec, Status, Workspace
 from ..store import RunStore
 from .runs import RunManager
+from .upstreams import NotServing, Upstream
 
 WORKSPACE_PATH = "spell/workspaces/"  # under the Jupyter server's base_url
 MAX_WORKSPACE_RUNS = 100_000
 IDENTITY_PROVIDER = "spell_jupyter.workspace_identity.WorkspaceIdentityProvider"
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """Where this host reaches a running workspace's Jupyter, and the token it takes."""
-
-    address: str
-    token: str
-    run: Run
-
-
-class NotServing(Exception):
-    """The workspace exists but serves nothing now (starting, or ended); says which."""
-
-    def __init__(self, run: Run):
-        super().__init__(run.status.value)
-        self.run = run
 
 
 def jupyter_command(base_url: str, notebook: bool) -> str:

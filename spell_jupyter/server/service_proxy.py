@@ -1,8 +1,9 @@
-"""The way into workspaces: `<base_url>spell/workspaces/<name>/...` on this Jupyter server,
-proxied (HTTP and websockets) to the workspace's own Jupyter, which listens on this host
-alone. This server's authentication and Authorizer decide who gets in (403 otherwise, never
-proxied); the proxy adds the workspace's token itself, so it never reaches a browser, and
-keeps this server's credentials (cookies, token) from the workspace.
+"""The way into services that runs serve on this host alone: a workspace's Jupyter at
+`<base_url>spell/workspaces/<name>/...` and a run's TensorBoard at
+`<base_url>spell/runs/<id>/tensorboard/...`, proxied (HTTP and websockets). This server's
+authentication and Authorizer decide who gets in (403 otherwise, never proxied); the proxy adds
+a service's token itself, so it never reaches a browser, and keeps this server's credentials
+(cookies, token) from the service.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from tornado import httputil, web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_connect
 
-from ..errors import NotFound
-from ..services.workspaces import NotServing, Upstream, WorkspaceManager
+from ..errors import NotFound, Unavailable
+from ..services.tensorboards import TensorBoards
+from ..services.upstreams import NotServing, Upstream
+from ..services.workspaces import WorkspaceManager
 from ..workspace_identity import USER_HEADER
 from .base import AUTH_RESOURCE
 
@@ -37,7 +40,7 @@ HOP_BY_HOP = {
     "transfer-encoding",
     "upgrade",
 }
-# This server's credentials stay here; the workspace gets its own token instead.
+# This server's credentials stay here; a service gets its own token instead.
 NOT_FORWARDED = HOP_BY_HOP | {
     "host",
     "cookie",
@@ -46,27 +49,27 @@ NOT_FORWARDED = HOP_BY_HOP | {
     "content-length",
     USER_HEADER.lower(),
 }
-# The workspace's cookies are its login, useless to a browser that reaches it through here,
+# A service's cookies are its login, useless to a browser that reaches it through here,
 # and an `_xsrf` of its own would shadow this server's.
 NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "content-length"}
 TOKEN_ARGUMENT = re.compile(r"(?:^|&)token=[^&]*")
-PROXY_PATH = r"/spell/workspaces/([^/]+)(/.*)?"
 CONNECT_TIMEOUT = 10.0
-REQUEST_TIMEOUT = 3600.0  # a long download through the workspace's file API
+REQUEST_TIMEOUT = 3600.0  # a long download through a workspace's file API
 
 
-class WorkspaceProxyHandler(
-    WebSocketMixin, WebSocketHandler, ExtensionHandlerMixin, JupyterHandler
-):
-    """Every method of HTTP, and websocket upgrades (kernels, terminals, events)."""
+class ServiceProxyHandler(WebSocketMixin, WebSocketHandler, ExtensionHandlerMixin, JupyterHandler):
+    """Every method of HTTP, and websocket upgrades (kernels, terminals, events), to the
+    service `find_upstream` names."""
 
     auth_resource = AUTH_RESOURCE
-    _upstream_ws = None  # the websocket to the workspace, once connected
+    action = "execute"  # what the Authorizer is asked for (a workspace runs what users type)
+    _upstream_ws = None  # the websocket to the service, once connected
     _pending: list[str | bytes] | None = None  # its messages before this side was open
 
-    @property
-    def workspaces(self) -> WorkspaceManager:
-        return self.settings["spell_workspaces"]
+    def find_upstream(self, key: str) -> Upstream:
+        """Where the service of `key` (the first path argument) answers; raises NotFound,
+        NotServing or Unavailable (called in a worker thread)."""
+        raise NotImplementedError
 
     # -- entry -----------------------------------------------------------------------------------
 
@@ -76,7 +79,7 @@ class WorkspaceProxyHandler(
             await self._open_upstream_websocket(await self._upstream(name))
             await WebSocketHandler.get(self, name, path)
         else:
-            self.xsrf_token  # noqa: B018 (sets this server's _xsrf cookie for the workspace's pages)
+            self.xsrf_token  # noqa: B018 (this server's _xsrf cookie, for the service's pages)
             await self._proxy_http(name, path)
 
     async def _any(self, name: str, path: str | None = None) -> None:
@@ -86,20 +89,22 @@ class WorkspaceProxyHandler(
     post = put = patch = delete = head = options = _any
 
     async def _admit(self) -> None:
-        """This server's user, allowed to execute (a workspace runs what its users type)."""
+        """This server's user, allowed `action` by its Authorizer."""
         if not self.current_user:
             raise web.HTTPError(403, "log in to this Jupyter server first")
         allowed = await ensure_async(
-            self.authorizer.is_authorized(self, self.current_user, "execute", AUTH_RESOURCE)
+            self.authorizer.is_authorized(self, self.current_user, self.action, AUTH_RESOURCE)
         )
         if not allowed:
-            raise web.HTTPError(403, "this user may not use Spell workspaces on this server")
+            raise web.HTTPError(403, f"this user may not {self.action} on Spell's resources here")
 
     async def _upstream(self, name: str) -> Upstream:
         try:
-            return await asyncio.to_thread(self.workspaces.upstream, name)
+            return await asyncio.to_thread(self.find_upstream, name)
         except NotFound as exc:
-            self._page(404, "No such workspace", exc.message)
+            self._page(404, "Not found", exc.message)
+        except Unavailable as exc:
+            self._page(503, "Not available", exc.message)
         except NotServing as exc:
             run = exc.run
             if run.status.is_final:
@@ -136,7 +141,8 @@ class WorkspaceProxyHandler(
         headers = {
             k: v for k, v in self.request.headers.get_all() if k.lower() not in NOT_FORWARDED
         }
-        headers["Authorization"] = f"token {upstream.token}"
+        if upstream.token:
+            headers["Authorization"] = f"token {upstream.token}"
         headers["Host"] = upstream.address
         user = self.current_user
         headers[USER_HEADER] = json.dumps(
@@ -176,7 +182,7 @@ class WorkspaceProxyHandler(
                 key = key.strip()
                 if key.lower() in NOT_RETURNED:
                     return
-                if key.lower() in seen:  # repeated by the workspace: kept repeated
+                if key.lower() in seen:  # repeated by the service: kept repeated
                     self.add_header(key, value.strip())
                 else:  # replaces this server's default of the same name
                     seen.add(key.lower())
@@ -213,22 +219,20 @@ class WorkspaceProxyHandler(
         self.finish()
 
     def _not_answering(self, name: str, upstream: Upstream, error: BaseException) -> None:
-        self.log.info(
-            "Spell: workspace %s (run %s) did not answer: %s", name, upstream.run.id, error
-        )
+        run = upstream.run.id
+        self.log.info("Spell: what run %s serves (%s) did not answer: %s", run, name, error)
         self._page(
             502,
-            f"Workspace {name} is not answering",
-            f"Its Jupyter (run {upstream.run.id}) does not answer yet: it may be starting (this "
-            "page looks again in a moment), or its container is gone (`spell logs "
-            f"{upstream.run.id}` says why).",
+            f"{name} is not answering",
+            f"What run {run} serves does not answer yet: it may be starting (this page looks "
+            f"again in a moment), or its process is gone (`spell logs {run}` says why).",
             refresh=True,
         )
 
     # -- websockets ------------------------------------------------------------------------------
 
     async def _open_upstream_websocket(self, upstream: Upstream) -> None:
-        """Connect to the workspace first, so the subprotocol it picks is the one answered."""
+        """Connect to the service first, so the subprotocol it picks is the one answered."""
         offered = self.request.headers.get("Sec-WebSocket-Protocol", "")
         request = HTTPRequest(
             f"ws://{upstream.address}{self._upstream_uri()}",
@@ -261,7 +265,7 @@ class WorkspaceProxyHandler(
             self._send_down(message)
 
     def _from_upstream(self, message: str | bytes | None) -> None:
-        if message is None:  # the workspace closed it
+        if message is None:  # the service closed it
             if self.ws_connection is not None:
                 self.close()
             return
@@ -285,5 +289,31 @@ class WorkspaceProxyHandler(
             self._upstream_ws = None
 
 
+class WorkspaceProxyHandler(ServiceProxyHandler):
+    """A workspace's Jupyter."""
+
+    def find_upstream(self, key: str) -> Upstream:
+        workspaces: WorkspaceManager = self.settings["spell_workspaces"]
+        return workspaces.upstream(key)
+
+
+class TensorBoardProxyHandler(ServiceProxyHandler):
+    """A run's TensorBoard: reading what a run wrote."""
+
+    action = "read"
+
+    def check_xsrf_cookie(self) -> None:
+        """TensorBoard's pages send no XSRF token with their POSTs, which are queries (hparams):
+        nothing a TensorBoard answers changes anything, and no other site can read it."""
+        return None
+
+    def find_upstream(self, key: str) -> Upstream:
+        tensorboards: TensorBoards = self.settings["spell_tensorboards"]
+        return tensorboards.upstream(int(key))
+
+
 def proxy_routes() -> list[tuple[str, type]]:
-    return [(PROXY_PATH, WorkspaceProxyHandler)]
+    return [
+        (r"/spell/workspaces/([^/]+)(/.*)?", WorkspaceProxyHandler),
+        (r"/spell/runs/(\d{1,18})/tensorboard(/.*)?", TensorBoardProxyHandler),
+    ]
