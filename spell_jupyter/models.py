@@ -302,6 +302,16 @@ class WorkspaceSpec(BaseModel):
         return check_workspace_name(value)
 
 
+class KernelRunSpec(BaseModel):
+    """What makes a run a remote kernel (kind kernel): ipykernel working in a folder of this
+    host (its notebook's), read-write."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folder: str = Field(description="The notebook's folder on this host (set by the server)")
+    kernel_id: str = Field(default="", description="The Jupyter kernel it serves")
+
+
 class RunSpec(BaseModel):
     """What a user asks for: the body of `POST /spell/api/v1/runs`."""
 
@@ -359,6 +369,9 @@ class RunSpec(BaseModel):
     )
     workspace: WorkspaceSpec | None = Field(
         default=None, description="What a workspace serves (kind workspace)"
+    )
+    kernel: KernelRunSpec | None = Field(
+        default=None, description="What a remote kernel works in (kind kernel)"
     )
     tensorboard_dir: str | None = Field(
         default=None,
@@ -550,6 +563,8 @@ class RunSpec(BaseModel):
     def _workspace_is_a_workspaces(self) -> RunSpec:
         if (self.workspace is not None) != (self.kind == RunKind.WORKSPACE):
             raise ValueError("a workspace (kind workspace) and its workspace spec go together")
+        if (self.kernel is not None) != (self.kind == RunKind.KERNEL):
+            raise ValueError("a remote kernel (kind kernel) and its kernel spec go together")
         return self
 
     @model_validator(mode="after")

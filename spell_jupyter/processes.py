@@ -35,10 +35,14 @@ def is_spell_server_process(pid: int) -> bool:
         return False
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 free now (the process given it binds it a moment later)."""
+def free_ports(count: int = 1) -> list[int]:
+    """`count` distinct TCP ports of 127.0.0.1 free now (the process given them binds them a
+    moment later)."""
+    import contextlib
     import socket
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with contextlib.ExitStack() as held:  # all held at once: never the same port twice
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]

@@ -73,6 +73,8 @@ def make_home(tmp_path: Path, **env: str) -> SpellHome:
             "SPELL_BACKEND": "local",
             # Jupyter servers this test starts, and only those, are found by discovery
             "JUPYTER_RUNTIME_DIR": str(tmp_path / "jupyter-runtime"),
+            # the kernel specs a Lab writes (Spell's) go here, not into the user's folder
+            "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
             **env,
         }
     )

@@ -155,3 +155,65 @@ def write_notebook(
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+def kernel_execute(channels_url: str, token: str, code: str, timeout: float = 120) -> dict:
+    """Execute `code` in a kernel over its websocket (`.../api/kernels/<id>/channels`, ws://):
+    {"result": text/plain of its execute_result, or None} or {"error": ename}, with "stdout"."""
+    import asyncio
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    request = HTTPRequest(channels_url, headers={"Authorization": f"token {token}"})
+
+    async def run() -> dict:
+        connection = await websocket_connect(request)
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "test",
+            "session": uuid.uuid4().hex,
+            "version": "5.3",
+            "date": "",
+        }
+        await connection.write_message(
+            json.dumps(
+                {
+                    "header": header,
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False},
+                    "channel": "shell",
+                    "buffers": [],
+                }
+            )
+        )
+        found: dict = {"result": None, "stdout": ""}
+        while True:
+            message = await asyncio.wait_for(connection.read_message(), timeout)
+            assert message is not None, "the kernel's websocket closed"
+            reply = json.loads(message)
+            if reply.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = reply["msg_type"]
+            if kind == "execute_result":
+                found["result"] = reply["content"]["data"]["text/plain"]
+            elif kind == "stream":
+                found["stdout"] += reply["content"]["text"]
+            elif kind == "error":
+                found["error"] = reply["content"]["ename"]
+            elif kind == "execute_reply":
+                connection.close()
+                return found
+
+    return asyncio.run(run())
+
+
+def handle_of(home, run_id: int) -> dict:
+    """The backend's handle of a run, as the store keeps it."""
+    from spell_jupyter.store import RunStore, connect_database
+
+    return RunStore(connect_database(f"sqlite:///{home.path / 'spell.db'}")).handle_of(run_id)

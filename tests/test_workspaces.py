@@ -4,13 +4,12 @@ get. Real servers, real Jupyter in the run, on both backends where it matters.""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.error
 import urllib.request
-import uuid
 
 import pytest
+from helpers import handle_of, kernel_execute
 
 from spell_jupyter.client.errors import APIError
 
@@ -48,62 +47,17 @@ def start(home, name: str, *flags: str) -> str:
 def execute_over_websocket(home, name: str, kernel_id: str, code: str) -> str:
     """Run `code` in a kernel of the workspace through the proxied kernel websocket; its
     execute_result as text."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
     info = home.server_info()
     url = info["url"].replace("http://", "ws://")
-    request = HTTPRequest(
-        f"{url}spell/workspaces/{name}/api/kernels/{kernel_id}/channels",
-        headers={"Authorization": f"token {info['token']}"},
-    )
-
-    async def run() -> str:
-        connection = await websocket_connect(request)
-        msg_id = uuid.uuid4().hex
-        await connection.write_message(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "msg_type": "execute_request",
-                        "username": "test",
-                        "session": uuid.uuid4().hex,
-                        "version": "5.3",
-                        "date": "",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "content": {"code": code, "silent": False},
-                    "channel": "shell",
-                    "buffers": [],
-                }
-            )
-        )
-        while True:
-            message = await asyncio.wait_for(connection.read_message(), 60)
-            assert message is not None, "the proxied websocket closed"
-            reply = json.loads(message)
-            if reply.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if reply["msg_type"] == "execute_result":
-                connection.close()
-                return reply["content"]["data"]["text/plain"]
-            assert reply["msg_type"] != "error", reply["content"]
-
-    return asyncio.run(run())
+    channels = f"{url}spell/workspaces/{name}/api/kernels/{kernel_id}/channels"
+    found = kernel_execute(channels, info["token"], code)
+    assert "error" not in found, found
+    return found["result"]
 
 
 def saved(home, run_id: int, name: str) -> str:
     """A file of a run's outputs, as SpellFS holds it (the local root of the data directory)."""
     return (home.path / "fs" / "runs" / str(run_id) / name).read_text()
-
-
-def handle_of(home, run_id: int) -> dict:
-    """The backend's handle of a run, as the store keeps it."""
-    from spell_jupyter.store import RunStore, connect_database
-
-    return RunStore(connect_database(f"sqlite:///{home.path / 'spell.db'}")).handle_of(run_id)
 
 
 def workspace_run(home, name: str):

@@ -26,10 +26,13 @@ from ..models import CodeSpec, OutputLine
 from .run_api import RunApi
 
 ENTRY_POINT_GROUP = "spell_jupyter.backends"
-# A run that serves (a workspace's Jupyter) listens on $SPELL_PORT at $SPELL_BIND and takes
-# $SPELL_SERVICE_TOKEN from its clients; the backend publishes it to this host alone and puts
-# where this host reaches it ("127.0.0.1:PORT") in the run's handle under "address".
+# A run that serves (a workspace's Jupyter, a kernel) listens on $SPELL_PORT (and the others of
+# $SPELL_PORTS, comma-separated, when it asks for several) at $SPELL_BIND and takes
+# $SPELL_SERVICE_TOKEN from its clients; the backend publishes them to this host alone and puts
+# where this host reaches them ("127.0.0.1:PORT") in the run's handle under "address" (the
+# first) and "addresses" (all, in order).
 SERVICE_PORT_ENV = "SPELL_PORT"
+SERVICE_PORTS_ENV = "SPELL_PORTS"
 SERVICE_BIND_ENV = "SPELL_BIND"
 SERVICE_TOKEN_ENV = "SPELL_SERVICE_TOKEN"
 
@@ -69,7 +72,9 @@ class LaunchRequest:
     code: CodeSpec | None = None
     mounts: tuple[MountRequest, ...] = ()
     api: RunApi | None = None  # set at launch: how code inside reaches the server
-    service_token: str | None = None  # the run serves HTTP (SERVICE_PORT_ENV); its token
+    service_token: str | None = None  # the run serves (SERVICE_PORT_ENV); its token
+    service_ports: int = 1  # how many ports it serves on
+    host_folder: str | None = None  # a folder of this host to work in, read-write (a kernel's)
     # a SpellFS folder (an earlier run's outputs) copied into the working folder before the
     # run starts; its files are saved again as the run's own outputs
     restore: str | None = None
@@ -220,12 +225,13 @@ class Backend(LoggingConfigurable, metaclass=BackendMeta):
     def signal(self, handle: dict, signum: int) -> bool:
         """Send a signal to the whole command; False if not yet possible."""
 
-    def service_environment(self, request: LaunchRequest, port: int, bind: str) -> dict:
+    def service_environment(self, request: LaunchRequest, ports: list[int], bind: str) -> dict:
         """The variables of a serving run (none for others)."""
         if request.service_token is None:
             return {}
         return {
-            SERVICE_PORT_ENV: str(port),
+            SERVICE_PORT_ENV: str(ports[0]),
+            SERVICE_PORTS_ENV: ",".join(map(str, ports)),
             SERVICE_BIND_ENV: bind,
             SERVICE_TOKEN_ENV: request.service_token,
         }

@@ -42,7 +42,8 @@ from .host import HostBackend, HostMount
 from .run_api import CONTAINER_API_DIR, CONTAINER_LIB_DIR, api_environment, client_packages
 
 LABEL_RUN = "spell.run_id"
-SERVICE_PORT = 8888  # where a serving run listens inside its container
+SERVICE_PORT = 8888  # where a serving run listens inside its container (and on, for several)
+HOST_FOLDER = f"{WORKDIR}/host"  # where a run that works in a folder of this host sees it
 LABEL_HOME = "spell.home"
 WINDOW_NS = 2_000_000_000  # the cursor keeps counts of the entries this close to the newest
 TIMESTAMP = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z ")  # match()
@@ -197,10 +198,12 @@ class DockerBackend(HostBackend, ImageBuilder):
                 request.image,
                 ["/bin/sh", "-c", request.command],
                 name=name,
-                working_dir=f"{WORKDIR}/{request.cwd}".rstrip("/"),
+                working_dir=HOST_FOLDER
+                if request.host_folder
+                else f"{WORKDIR}/{request.cwd}".rstrip("/"),
                 environment=self._environment(request),
                 labels={LABEL_RUN: str(request.run_id), LABEL_HOME: self.home_key},
-                ports=[SERVICE_PORT] if request.service_token is not None else None,
+                ports=_service_ports(request) or None,
                 # Files the run writes must stay the engine's to move and delete.
                 user=f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else None,
                 host_config=self._host_config(request, self.host_mounts(request)),
@@ -227,7 +230,8 @@ class DockerBackend(HostBackend, ImageBuilder):
             "volumes": bool(request.mounts),
         }
         if request.service_token is not None:
-            handle["address"] = _published_address(attrs)
+            handle["addresses"] = _published_addresses(attrs, _service_ports(request))
+            handle["address"] = handle["addresses"][0]
         return handle
 
     def _host_config(self, request: LaunchRequest, mounts: tuple[HostMount, ...] = ()) -> dict:
@@ -259,7 +263,9 @@ class DockerBackend(HostBackend, ImageBuilder):
             else:  # a file, or a folder whose path overlayfs options cannot hold
                 binds[str(mount.source)] = {"bind": mount.target, "mode": "ro"}
         if request.service_token is not None:  # this host alone reaches it
-            limits["port_bindings"] = {SERVICE_PORT: ("127.0.0.1", None)}
+            limits["port_bindings"] = {p: ("127.0.0.1", None) for p in _service_ports(request)}
+        if request.host_folder:
+            binds[request.host_folder] = {"bind": HOST_FOLDER, "mode": "rw"}
         return self.client.api.create_host_config(binds=binds, init=True, **limits)
 
     def _overlay_volume(self, run_id: int, index: int, mount: HostMount) -> str:
@@ -491,7 +497,7 @@ class DockerBackend(HostBackend, ImageBuilder):
                 request.run_id, request.api, CONTAINER_API_DIR, CONTAINER_LIB_DIR, pythonpath
             )
         )
-        env.update(self.service_environment(request, SERVICE_PORT, "0.0.0.0"))
+        env.update(self.service_environment(request, _service_ports(request), "0.0.0.0"))
         env.update(
             PYTHONUNBUFFERED="1",
             TINI_KILL_PROCESS_GROUP="1",  # a stop signals the whole command, not just sh
@@ -520,12 +526,23 @@ class DockerBackend(HostBackend, ImageBuilder):
             self.client.api.remove_container(container_id, force=True, v=True)
 
 
-def _published_address(attrs: dict) -> str:
-    """Where this host reaches a started container's SERVICE_PORT ("127.0.0.1:PORT")."""
-    bindings = (attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{SERVICE_PORT}/tcp")
-    if not bindings:
-        raise RuntimeError("Docker published no port for the run's service")
-    return f"127.0.0.1:{bindings[0]['HostPort']}"
+def _service_ports(request: LaunchRequest) -> list[int]:
+    """The container's ports a serving run listens on (none for other runs)."""
+    if request.service_token is None:
+        return []
+    return [SERVICE_PORT + i for i in range(request.service_ports)]
+
+
+def _published_addresses(attrs: dict, ports: list[int]) -> list[str]:
+    """Where this host reaches a started container's `ports` ("127.0.0.1:PORT" each)."""
+    published = attrs.get("NetworkSettings", {}).get("Ports") or {}
+    found = []
+    for port in ports:
+        bindings = published.get(f"{port}/tcp")
+        if not bindings:
+            raise RuntimeError(f"Docker published no host port for the run's port {port}")
+        found.append(f"127.0.0.1:{bindings[0]['HostPort']}")
+    return found
 
 
 def _overlay_safe(mount: HostMount) -> bool:

@@ -22,9 +22,9 @@ from traitlets import Float
 
 from ..errors import InvalidInput
 from ..models import WORKDIR, OutputLine, visible_envvars
-from ..processes import free_port
+from ..processes import free_ports
 from .base import (
-    SERVICE_PORT_ENV,
+    SERVICE_PORTS_ENV,
     LaunchRequest,
     OutputBatches,
     ProcessState,
@@ -87,19 +87,23 @@ class LocalBackend(HostBackend):
         env_file = state_dir / "env.json"
         if (state_dir / "shim.lock").exists():  # already started (a resumed launch)
             if request.service_token is not None:
-                port = json.loads(env_file.read_text())[SERVICE_PORT_ENV]
-                handle["address"] = f"127.0.0.1:{port}"
+                ports = json.loads(env_file.read_text())[SERVICE_PORTS_ENV].split(",")
+                handle["addresses"] = [f"127.0.0.1:{port}" for port in ports]
+                handle["address"] = handle["addresses"][0]
             return handle
         state_dir.mkdir(parents=True, exist_ok=True)
         env = self._environment(request)
         if request.service_token is not None:
-            port = free_port()
-            env.update(self.service_environment(request, port, "127.0.0.1"))
-            handle["address"] = f"127.0.0.1:{port}"
+            ports = free_ports(request.service_ports)
+            env.update(self.service_environment(request, ports, "127.0.0.1"))
+            handle["addresses"] = [f"127.0.0.1:{port}" for port in ports]
+            handle["address"] = handle["addresses"][0]
         env_file.write_text(json.dumps(env))
         env_file.chmod(0o600)  # it may hold the service's token
         workdir = self.workdir(request.run_id)
         cwd = workdir / request.cwd if request.cwd else workdir
+        if request.host_folder:
+            cwd = Path(request.host_folder)
         (state_dir / "shim.lock").touch()
         argv = [sys.executable, "-I", "-S", str(SHIM), str(state_dir), str(cwd), str(env_file)]
         with open(state_dir / "shim.err", "wb") as err:

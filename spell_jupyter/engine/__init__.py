@@ -24,5 +24,7 @@ class RunControl(Protocol):
 
     def live_folder(self, run_id: int) -> Path | None: ...
 
+    def signal_run(self, run_id: int, signum: int) -> bool: ...
+
 
 __all__ = ["RunControl", "RunEngine"]

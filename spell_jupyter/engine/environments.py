@@ -205,10 +205,13 @@ def merged_requirements(spec: RunSpec, framework: Framework) -> list[str]:
         for package in NOTEBOOK_PACKAGES:
             if package not in framework.packages:
                 by_name.setdefault(package, package)
-    if spec.workspace is not None:  # the Jupyter a workspace serves, unless provided
-        package = "notebook" if spec.workspace.notebook else "jupyterlab"
-        if package not in framework.packages:
-            by_name.setdefault(package, package)
+    served = None  # the Jupyter a workspace serves, the kernel a kernel is, unless provided
+    if spec.workspace is not None:
+        served = "notebook" if spec.workspace.notebook else "jupyterlab"
+    elif spec.kernel is not None:
+        served = "ipykernel"
+    if served is not None and served not in framework.packages:
+        by_name.setdefault(served, served)
     for pip_spec in spec.pip_packages:
         by_name.pop(_canonical_name(pip_spec), None)
         by_name[_canonical_name(pip_spec)] = pip_spec

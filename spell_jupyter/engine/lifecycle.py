@@ -59,6 +59,8 @@ from .searches import SearchDriver, is_search
 from .service_tokens import ServiceTokens
 from .workspace_status import idle_seconds
 
+KERNEL_PORTS = 5  # shell, iopub, stdin, control, heartbeat
+
 MAX_CONSECUTIVE_ERRORS = 5
 IMAGE_RECHECK_SECONDS = 60.0
 
@@ -254,6 +256,12 @@ class RunEngine(LoggingConfigurable):
 
     def run_stats(self, handle: dict) -> dict:
         return self.backend.stats(handle)
+
+    def signal_run(self, run_id: int, signum: int) -> bool:
+        """Send a signal to a running run's command (a kernel's interrupt); False before it
+        has a process."""
+        handle = self.store.handle_of(run_id)
+        return bool(handle) and self.backend.signal(handle, signum)
 
     def live_folder(self, run_id: int) -> Path | None:
         """An active run's working folder on this host (None where the backend keeps none)."""
@@ -611,7 +619,7 @@ class RunEngine(LoggingConfigurable):
     def _request(self, run: ActiveRun) -> LaunchRequest:
         allocation = self.allocation_of(run)
         environment = self._environment_of(run) if self.backend.images is not None else None
-        workspace = run.spec.workspace
+        workspace, kernel = run.spec.workspace, run.spec.kernel
         return LaunchRequest(
             run_id=run.id,
             command=run.spec.command,
@@ -623,7 +631,9 @@ class RunEngine(LoggingConfigurable):
             image=environment.image if environment else None,
             code=run.spec.code,
             mounts=tuple(MountRequest(m.resource, m.target(run.spec.cwd)) for m in run.spec.mounts),
-            service_token=self.service_tokens.token(run.id) if workspace else None,
+            service_token=self.service_tokens.token(run.id) if workspace or kernel else None,
+            service_ports=KERNEL_PORTS if kernel else 1,
+            host_folder=kernel.folder if kernel else None,
             restore=f"runs/{workspace.resumes}" if workspace and workspace.resumes else None,
         )
 

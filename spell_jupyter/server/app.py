@@ -24,10 +24,13 @@ from ..engine.leader import LeaderLock, leader_lock_path
 from ..engine.machine_types import DEFAULT_MACHINE_TYPES, HostCapacity, MachineTypes
 from ..fs.spellfs import SpellFileSystem
 from ..home_config import config_path, engine_info_path, read_json
+from ..kernels.registry import set_kernel_runs
+from ..kernels.specs import install_defaults as install_default_kernel_specs
 from ..paths import run_api_dir, spell_home
 from ..processes import alive
 from ..services import DEFAULT_MOUNT_URLS, RunManager, SpellFSManager
 from ..services.change_feed import ChangeFeed
+from ..services.kernels import KernelRuns
 from ..services.lab_runs import LabRuns
 from ..services.metrics import MetricsManager
 from ..services.run_access import RunAccess
@@ -181,6 +184,13 @@ class SpellJupyter(ExtensionApp):
         "is read from the machine (CPU count, /proc/meminfo, nvidia-smi)",
     ).tag(config=True)
 
+    kernel_specs = Bool(
+        True,
+        help="Write a kernel spec 'Python 3 (Spell · TYPE)' (spell-TYPE) for each machine type "
+        "this host can hold into the user's Jupyter data folder as the server starts (one of "
+        "that name already there is kept), so notebooks can pick a kernel that is a Spell run",
+    ).tag(config=True)
+
     autoload_magics = Bool(
         False,
         help="Load the %spell_run and %%spell magics into every IPython kernel this Jupyter "
@@ -274,6 +284,17 @@ class SpellJupyter(ExtensionApp):
             self.serverapp.web_app.settings, self.engine.run_api_dir, IOLoop.current()
         )
         self.engine.leading_hooks.append(self.run_socket.open)
+        set_kernel_runs(
+            KernelRuns(
+                self.service,
+                store,
+                self.engine,
+                self.engine.service_tokens,
+                self.serverapp.root_dir,
+            )
+        )
+        if self.kernel_specs and not self.is_spell_server:  # a `spell server` runs no kernels
+            self._install_kernel_specs(machine_types)
         self._share_with_kernels(home)
         self.engine.start()
         if self.server_info is not None:
@@ -282,6 +303,13 @@ class SpellJupyter(ExtensionApp):
                 token=self.serverapp.identity_provider.token,
                 version=__version__,
             )
+
+    def _install_kernel_specs(self, machine_types: MachineTypes) -> None:
+        holdable = [t.name for t in machine_types.types.values() if not machine_types.never_fits(t)]
+        try:
+            install_default_kernel_specs(holdable)
+        except OSError as exc:  # a read-only data folder: the server goes on without them
+            self.log.warning("Spell: could not write the Spell kernel specs: %s", exc)
 
     def _share_with_kernels(self, home: Path) -> None:
         """Kernels and terminals this server starts inherit its environment: they find this

@@ -60,7 +60,8 @@ class RunManager:
         if spec.kind in SERVED_KINDS:
             raise InvalidInput(
                 f"runs of kind {spec.kind.value} are started as such: a workspace with "
-                "POST /workspaces (`spell jupyter NAME`)"
+                "POST /workspaces (`spell jupyter NAME`), a kernel from a Spell kernel spec "
+                "(`spell kernelspec add`)"
             )
         return self.submit_any(spec, workflow_id)
 

@@ -22,7 +22,7 @@ from ..engine import RunControl
 from ..errors import NotFound, Unavailable
 from ..fs.spellfs import SpellFileSystem
 from ..models import Run
-from ..processes import free_port
+from ..processes import free_ports
 from ..store import RunStore
 from .upstreams import Upstream
 
@@ -111,7 +111,7 @@ class TensorBoards:
 
     def _start(self, run_id: int, logdir: Path) -> _Board:
         self.folder.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        (port,) = free_ports()
         log = open(self.folder / f"{run_id}.log", "ab")  # noqa: SIM115 (the process keeps it)
         command = [
             sys.executable,
