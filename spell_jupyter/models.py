@@ -20,6 +20,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -115,6 +116,19 @@ def check_repo_label(value: str) -> str:
             f"invalid repository label {value!r}: letters, digits, '_', '.', '-' (at most 100)"
         )
     return value
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable sentence per problem, e.g. `labels.0: invalid label ...`."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {where!r}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
 
 
 def saved_path(rel: str, repository: str | None) -> str:

@@ -129,3 +129,29 @@ def test_a_kernel_spec_naming_an_unknown_machine_type_fails_with_that_reason(tmp
         assert home.client().runs.list(kinds=["kernel"]) == []
     finally:
         lab.stop()
+
+
+def test_spell_kernelspec_add_ls_rm(tmp_path):
+    home = make_home(tmp_path)
+    added = home.spell(
+        "kernelspec", "add", "t4-torch", "-t", "T4", "--pip", "torch", "-m", "uploads/data"
+    )
+    assert added.returncode == 0, added.stderr
+    spec = json.loads(
+        (tmp_path / "jupyter-data" / "kernels" / "spell-t4-torch" / "kernel.json").read_text()
+    )
+    assert spec["display_name"] == "Python 3 (Spell · T4)"
+    provisioner = spec["metadata"]["kernel_provisioner"]
+    assert provisioner["provisioner_name"] == "spell-provisioner"
+    assert provisioner["config"]["options"]["pip_packages"] == ["torch"]
+    assert provisioner["config"]["options"]["mounts"] == [
+        {"resource": "uploads/data", "path": None}
+    ]
+    listed = home.spell("kernelspec", "ls").stdout
+    assert "spell-t4-torch" in listed and "Python 3 (Spell · T4)" in listed
+    bad = home.spell("kernelspec", "add", "bad", "--pip", "six;rm -rf /")
+    assert bad.returncode == 1 and "invalid pip package" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert home.spell("kernelspec", "rm", "t4-torch").returncode == 0
+    gone = home.spell("kernelspec", "rm", "t4-torch")
+    assert gone.returncode == 1 and "no kernel spec spell-t4-torch" in gone.stderr

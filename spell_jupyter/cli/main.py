@@ -6,7 +6,7 @@ each command imports the client when it runs.
 
 from __future__ import annotations
 
-from . import hyper, images, metrics, resources, runs, server, workflows, workspaces  # noqa: F401  (each adds its commands to the group)
+from . import hyper, images, kernelspecs, metrics, resources, runs, server, workflows, workspaces  # noqa: F401  (each adds its commands to the group)
 from .group import cli
 
 

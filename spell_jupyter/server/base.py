@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from tornado import web
 
 from ..errors import Forbidden, NotHere, SpellError
+from ..models import describe_validation_error
 from ..services import RunManager, SpellFSManager
 from ..services.metrics import MetricsManager
 from ..services.run_access import Level, RunAccess
@@ -26,19 +27,6 @@ from .peer import is_same_user_here
 AUTH_RESOURCE = "spell"
 MAX_INT64 = 2**63 - 1  # the largest integer the store holds
 MAX_JSON_BODY = 8 << 20  # a run spec with its 1 MiB requirements and conda files fits easily
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """One readable sentence per problem, e.g. `labels.0: invalid label ...`."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field {where!r}")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
 
 
 def first_text_not_utf8(value, where: str = "") -> str | None:
