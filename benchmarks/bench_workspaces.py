@@ -6,7 +6,9 @@
   cached), against `docker run` of the same image starting `jupyter-lab` to its own
   `/api/status` answering; both polled every 20 ms;
 - websocket round trip of a kernel `execute_request` of `pass` to its `execute_reply`, through
-  the host's proxy against straight to the workspace's Jupyter (p50/p95).
+  the host's proxy against straight to the workspace's Jupyter (p50/p95);
+- a remote kernel: from asking a Jupyter server with the extension for a "Python 3 (Spell ·
+  CPU)" kernel to the result of `1+1`, against the same for a local ipykernel.
 Aim (issue 16): each at most 1.5x its baseline.
 """
 
@@ -107,6 +109,51 @@ def execute_times(ws_url: str, token: str, count: int) -> list[float]:
     return asyncio.run(run())
 
 
+def kernel_start_times(repeat: int) -> dict[str, list[float]]:
+    """Seconds from POST /api/kernels to the result of `1+1`, for each kernel spec."""
+    from conftest import SpellHome
+    from helpers import LAB_TOKEN, Lab, kernel_execute
+
+    from spell_jupyter.backends.debian_image import PYTHON_PACKAGES
+
+    times: dict[str, list[float]] = {"spell-cpu": [], "python3": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPELL_")}
+        framework = {"image": BASE_IMAGE, "packages": list(PYTHON_PACKAGES)}
+        env.update(
+            SPELL_HOME=str(Path(tmp) / "home"),
+            SPELL_BACKEND="docker",
+            SPELL_FRAMEWORKS=json.dumps({"default": framework}),
+            JUPYTER_RUNTIME_DIR=str(Path(tmp) / "runtime"),
+            JUPYTER_DATA_DIR=str(Path(tmp) / "data"),
+        )
+        lab = Lab(SpellHome(Path(tmp) / "home", env))
+        try:
+            for _ in range(repeat):
+                for name in times:
+                    started = time.monotonic()
+                    request = urllib.request.Request(
+                        f"{lab.url}api/kernels",
+                        data=json.dumps({"name": name}).encode(),
+                        method="POST",
+                        headers={"Authorization": f"token {LAB_TOKEN}"},
+                    )
+                    with urllib.request.urlopen(request, timeout=600) as response:
+                        kernel = json.loads(response.read())["id"]
+                    url = f"{lab.url.replace('http://', 'ws://')}api/kernels/{kernel}/channels"
+                    assert kernel_execute(url, LAB_TOKEN, "1+1")["result"] == "2"
+                    times[name].append(time.monotonic() - started)
+                    request = urllib.request.Request(
+                        f"{lab.url}api/kernels/{kernel}",
+                        method="DELETE",
+                        headers={"Authorization": f"token {LAB_TOKEN}"},
+                    )
+                    urllib.request.urlopen(request, timeout=120).close()
+        finally:
+            lab.stop()
+    return times
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -204,6 +251,7 @@ def main() -> None:
                 timeout=120,
             )
 
+    kernels = kernel_start_times(args.repeat)
     start, base = statistics.median(starts), statistics.median(direct_starts)
     print(f"start to /api/status answering: spell jupyter {start:.2f} s (runs {starts})")
     print(f"  baseline docker run jupyter-lab: {base:.2f} s -> {start / base:.2f}x")
@@ -216,6 +264,9 @@ def main() -> None:
         f"  proxied / direct: p50 {percentile(proxied, 0.5) / percentile(direct, 0.5):.2f}x, "
         f"p95 {percentile(proxied, 0.95) / percentile(direct, 0.95):.2f}x"
     )
+    remote, local = statistics.median(kernels["spell-cpu"]), statistics.median(kernels["python3"])
+    print(f"kernel asked for -> 1+1 answered: Spell · CPU {remote:.2f} s {kernels['spell-cpu']}")
+    print(f"  baseline local ipykernel: {local:.2f} s -> {remote / local:.2f}x")
 
 
 if __name__ == "__main__":

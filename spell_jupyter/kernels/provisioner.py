@@ -22,7 +22,7 @@ from traitlets import Dict, Float
 from ..errors import SpellError
 from .registry import kernel_runs
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.05  # a store read while the run starts, and while it runs
 
 
 class SpellProvisioner(KernelProvisionerBase):
