@@ -2,13 +2,12 @@
 // packages, environment variables, mounts picked from SpellFS, labels, description, timeout.
 // Filled in from a run for Rerun, or from a file for "Run on Spell" (whose code, prepared by the
 // server, rides along unseen). The server validates; its 400 is shown under the field it names.
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import { askUntilTaken } from './ask';
 import {
   IRun,
   IRunSpec,
-  SpellError,
   listFolder,
   machineTypes,
   newRun,
@@ -267,29 +266,15 @@ export function formOf(run: IRun): IRunForm {
 
 /** Ask for a run and submit it; the run, or null when cancelled. Asked again, with the
  * server's message, until the server takes it or the user cancels. */
-export async function askForRun(
+export function askForRun(
   previous: IRunForm = {},
   error = '',
   title = 'New Spell run'
 ): Promise<IRun | null> {
-  const form = new NewRunForm(previous);
-  if (error) {
-    form.showError(error);
-  }
-  const result = await showDialog({
+  return askUntilTaken(form => new NewRunForm(form), newRun, {
     title,
-    body: form,
-    buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Run' })]
+    label: 'Run',
+    previous,
+    error
   });
-  if (!result.button.accept) {
-    return null;
-  }
-  const body = form.getValue();
-  try {
-    return await newRun(body);
-  } catch (failure) {
-    const text =
-      failure instanceof SpellError ? failure.message : String(failure);
-    return askForRun(body, text, title);
-  }
 }

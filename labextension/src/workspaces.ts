@@ -1,10 +1,10 @@
 // Workspaces in the Lab: the "New workspace" dialog (name, machine type, JupyterLab or Notebook,
 // idle timeout) and a tab showing the workspace's own Jupyter, served by this server's proxy
 // at <base_url>spell/workspaces/<name>/ (same origin: it opens inside the tab).
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { IRun, SpellError, followEvents, machineTypes, request } from './api';
+import { askUntilTaken } from './ask';
+import { IRun, followEvents, machineTypes, request } from './api';
 import { FINAL, statusText } from './format';
 
 export interface IWorkspace {
@@ -100,33 +100,16 @@ class NewWorkspaceForm extends Widget {
 
 /** Ask for a workspace and start it (asked again with the server's message until it is taken
  * or the user cancels); null when cancelled. */
-export async function askForWorkspace(
-  previous: Partial<IWorkspaceForm> = {},
-  error = ''
-): Promise<IWorkspace | null> {
-  const form = new NewWorkspaceForm(previous);
-  if (error) {
-    form.showError(error);
-  }
-  const result = await showDialog({
-    title: 'New Spell workspace',
-    body: form,
-    buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Start' })]
-  });
-  if (!result.button.accept) {
-    return null;
-  }
-  const body = form.getValue();
-  try {
-    return await request<IWorkspace>('workspaces', {
-      method: 'POST',
-      body: JSON.stringify(body)
-    });
-  } catch (failure) {
-    const text =
-      failure instanceof SpellError ? failure.message : String(failure);
-    return askForWorkspace(body, text);
-  }
+export function askForWorkspace(): Promise<IWorkspace | null> {
+  return askUntilTaken(
+    previous => new NewWorkspaceForm(previous),
+    body =>
+      request<IWorkspace>('workspaces', {
+        method: 'POST',
+        body: JSON.stringify(body)
+      }),
+    { title: 'New Spell workspace', label: 'Start', previous: {} }
+  );
 }
 
 export function getWorkspace(name: string): Promise<IWorkspace> {

@@ -47,7 +47,7 @@ def install(name: str, options: dict, display_name: str | None = None, replace: 
     title = display_name or f"Python 3 (Spell · {options.get('machine_type', 'CPU')})"
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(kernel_json(title, options), indent=1))
-        return manager.install_kernel_spec(tmp, kernel, user=True, replace=True)
+        return manager.install_kernel_spec(tmp, kernel, user=True)
 
 
 def install_defaults(machine_types: list[str]) -> list[str]:
