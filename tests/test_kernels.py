@@ -144,9 +144,7 @@ def test_spell_kernelspec_add_ls_rm(tmp_path):
     provisioner = spec["metadata"]["kernel_provisioner"]
     assert provisioner["provisioner_name"] == "spell-provisioner"
     assert provisioner["config"]["options"]["pip_packages"] == ["torch"]
-    assert provisioner["config"]["options"]["mounts"] == [
-        {"resource": "uploads/data", "path": ""}
-    ]
+    assert provisioner["config"]["options"]["mounts"] == [{"resource": "uploads/data", "path": ""}]
     listed = home.spell("kernelspec", "ls").stdout
     assert "spell-t4-torch" in listed and "Python 3 (Spell · T4)" in listed
     bad = home.spell("kernelspec", "add", "bad", "--pip", "six;rm -rf /")
