@@ -125,7 +125,14 @@ def test_a_kernel_spec_naming_an_unknown_machine_type_fails_with_that_reason(tmp
         with mock.patch.dict(os.environ, env):
             install("nope", {"machine_type": "NOPE"})
         status, body = api(lab, "POST", "api/kernels", {"name": "spell-nope"})
-        assert status >= 400 and "unknown machine type" in str(body).lower(), body
+        assert status == 400 and "unknown machine type 'nope'" in str(body).lower(), body
+        # a notebook's `spell` metadata is taken over its kernel spec's options
+        notebook = {"cells": [], "metadata": {"spell": {"machine_type": "NOPE2"}}}
+        notebook.update(nbformat=4, nbformat_minor=5)
+        (tmp_path / "nb.ipynb").write_text(json.dumps(notebook))
+        session = {"path": "nb.ipynb", "type": "notebook", "kernel": {"name": "spell-cpu"}}
+        status, body = api(lab, "POST", "api/sessions", session)
+        assert status >= 400 and "unknown machine type 'nope2'" in str(body).lower(), body
         assert home.client().runs.list(kinds=["kernel"]) == []
     finally:
         lab.stop()

@@ -1,7 +1,8 @@
 """SpellProvisioner: a jupyter_client kernel provisioner whose kernels are Spell runs of kind
 kernel (as gateway_provisioners start theirs in containers): launched in the notebook's folder
-with the kernel spec's machine type, environment and mounts; polled, signalled (interrupt),
-terminated and killed through the run. The kernel spec names it:
+with the kernel spec's machine type, environment and mounts (the notebook's `spell` metadata
+over them); polled, signalled (interrupt), terminated and killed through the run. The kernel
+spec names it:
 
     "metadata": {"kernel_provisioner": {"provisioner_name": "spell-provisioner",
                                         "config": {"options": {"machine_type": "T4"}}}}
@@ -50,8 +51,10 @@ class SpellProvisioner(KernelProvisionerBase):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         runs = kernel_runs()
         folder = kwargs.get("cwd")  # the notebook's folder (None: the server's root)
+        session = (kwargs.get("env") or {}).get("JPY_SESSION_NAME")  # the notebook
         try:  # what Jupyter answers the Lab: the reason, not "Unhandled error"
-            run = await asyncio.to_thread(runs.start, folder, dict(self.options), self.kernel_id)
+            options = {**self.options, **runs.notebook_options(session)}
+            run = await asyncio.to_thread(runs.start, folder, options, self.kernel_id)
         except SpellError as exc:
             raise web.HTTPError(exc.status_code, f"Spell kernel: {exc.message}") from None
         self.run_id = run.id

@@ -78,6 +78,9 @@ class ServiceProxyHandler(WebSocketMixin, WebSocketHandler, ExtensionHandlerMixi
         if self.request.headers.get("Upgrade", "").lower() == "websocket":
             await self._open_upstream_websocket(await self._upstream(name))
             await WebSocketHandler.get(self, name, path)
+            if self.ws_connection is None and self._upstream_ws is not None:
+                self._upstream_ws.close()  # the upgrade was refused here (its origin)
+                self._upstream_ws = None
         else:
             self.xsrf_token  # noqa: B018 (this server's _xsrf cookie, for the service's pages)
             await self._proxy_http(name, path)

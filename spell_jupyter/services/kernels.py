@@ -6,6 +6,7 @@ through this, inside the Jupyter server that has the extension."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..engine import RunControl
@@ -71,6 +72,24 @@ class KernelRuns:
             }
         )
         return self.runs.submit_any(spec)
+
+    def notebook_options(self, session_name: str | None) -> dict:
+        """The `spell` entry of the notebook's metadata (its kernel's options over the kernel
+        spec's), where the session names a notebook of this server's folder; {} elsewise."""
+        if not session_name or not session_name.endswith(".ipynb"):
+            return {}
+        path = Path(session_name) if Path(session_name).is_absolute() else self.root / session_name
+        path = path.resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
+            return {}
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8")).get("metadata", {})
+        except (OSError, ValueError, AttributeError):
+            return {}  # not a notebook Jupyter could open either
+        options = metadata.get("spell", {}) if isinstance(metadata, dict) else {}
+        if not isinstance(options, dict):
+            raise InvalidInput(f"{session_name}: the notebook's metadata 'spell' must be an object")
+        return options
 
     def get(self, run_id: int) -> Run:
         return self.store.get_run(run_id)
