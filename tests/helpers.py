@@ -192,6 +192,7 @@ def kernel_execute(channels_url: str, token: str, code: str, timeout: float = 12
             )
         )
         found: dict = {"result": None, "stdout": ""}
+        idle = replied = False
         while True:
             message = await asyncio.wait_for(connection.read_message(), timeout)
             assert message is not None, "the kernel's websocket closed"
@@ -199,13 +200,17 @@ def kernel_execute(channels_url: str, token: str, code: str, timeout: float = 12
             if reply.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             kind = reply["msg_type"]
-            if kind == "execute_result":
+            if kind == "status" and reply["content"]["execution_state"] == "idle":
+                idle = True  # every output of the request was sent before this
+            elif kind == "execute_result":
                 found["result"] = reply["content"]["data"]["text/plain"]
             elif kind == "stream":
                 found["stdout"] += reply["content"]["text"]
             elif kind == "error":
                 found["error"] = reply["content"]["ename"]
             elif kind == "execute_reply":
+                replied = True
+            if idle and replied:  # the reply (shell) and the outputs (iopub) both in
                 connection.close()
                 return found
 

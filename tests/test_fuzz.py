@@ -53,12 +53,22 @@ def fuzzed(tmp_path_factory):
 @BUDGET
 def test_every_operation_answers_as_its_spec_says_and_never_5xx(case, fuzzed):
     _, base_url, headers = fuzzed
-    case.headers = {**(case.headers or {}), **headers}  # the real token, not a generated one
+    # a header with control characters never reaches the API: HTTP itself refuses it (tornado
+    # answers 400 before any handler), so it is not generated here
+    generated = {
+        k: v
+        for k, v in (case.headers or {}).items()
+        if not any(ord(c) < 32 or ord(c) == 127 for c in str(v))
+    }
+    case.headers = {**generated, **headers}  # the real token, not a generated one
     query = case.query if isinstance(case.query, dict) else {}
     if case.operation.path == "/runs/{run_id}/wait" and isinstance(query.get("timeout"), int):
         query["timeout"] = min(query["timeout"], 1)  # no queued run moves: do not wait long
     if case.operation.path == "/events":
         query["timeout"] = 1  # a stream stays open otherwise
+        case.query = query
+    if query.get("follow") in (True, "true", "1"):  # logs, metrics: followed until the run
+        query["follow"] = False  # ends, and no queued run here ever does (tested elsewhere)
         case.query = query
     response = case.call(base_url=base_url, timeout=30)
     case.validate_response(response, checks=CHECKS)

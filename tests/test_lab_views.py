@@ -288,6 +288,8 @@ def test_run_on_spell_from_the_file_browser_and_a_notebook(lab_page, home, tmp_p
     executed = view.locator('tr[data-path="runs/2/analysis.executed.ipynb"]')
     executed.dblclick()  # the executed notebook, opened by Lab from SpellFS
     page.locator(".jp-OutputArea-output", has_text="notebook says 42").wait_for()
+    # with Spell's kernel specs beside python3, Lab asks which kernel: none, to read it
+    page.locator(".jp-Dialog-button", has_text="No Kernel").click()
 
     notebook.dblclick()  # and from the notebook's own toolbar
     page.locator(".jp-Dialog-button", has_text="No Kernel").click()  # it runs on Spell
