@@ -655,6 +655,9 @@ class Run(BaseModel):
     search_id: int | None = Field(
         default=None, description="The hyperparameter search the run belongs to"
     )
+    owner: str | None = Field(
+        default=None, description="The Jupyter user who created the run (its creator)"
+    )
 
 
 class LogEntry(BaseModel):

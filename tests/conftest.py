@@ -259,3 +259,28 @@ def _environment_restored():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of Debian's `postgresql` package for the session (skipped where it
+    is not installed; `.ci/run` installs it, so CI runs these tests)."""
+    from postgres import PostgresServer, postgres_bin
+
+    binaries = postgres_bin()
+    if binaries is None:
+        problem = "PostgreSQL is not installed (apt-get install postgresql)"
+        if os.environ.get("SPELL_REQUIRE_POSTGRES") == "1":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    server = PostgresServer(binaries)
+    server.init()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A fresh database on the session's PostgreSQL server."""
+    return postgres_server.new_database()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+
 import subprocess
 import sys
 
@@ -87,8 +89,9 @@ def test_background_run_logs_ps_labels_archive(served):
     ps = served.spell("ps")
     assert ps.returncode == 0
     header, row = ps.stdout.splitlines()[:2]
-    assert header.split() == ["ID", "COMMAND", "STATUS", "CREATED", "LABELS", "WORKFLOW"]
+    assert header.split() == ["ID", "COMMAND", "STATUS", "CREATED", "CREATOR", "LABELS", "WORKFLOW"]
     assert row.split()[0] == "1" and "Complete" in row and "exp" in row
+    assert served.client().runs.get(1).owner == getpass.getuser() in row  # the server's user
     assert "echo hi" not in served.spell("ps", "-l", "other").stdout
 
     assert served.spell("label", "1", "best").returncode == 0

@@ -99,8 +99,14 @@ def follow_new_run(new, background: bool, verbose: bool) -> int:
 @click.option("-v", "--verbose", is_flag=True, help="Also show each run's commit and machine.")
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON array.")
 @click.option("-p", "--project", default=None, help="Only runs of this project.")
-def ps(number, labels, statuses, show_all, verbose, as_json, project):
+@click.option(
+    "--mine", is_flag=True, help="Only runs you created (a team's store holds everyone's)."
+)
+@click.option("--creator", default=None, help="Only runs this user created.")
+def ps(number, labels, statuses, show_all, verbose, as_json, project, mine, creator):
     """List the newest runs (with -l, those carrying any of the labels)."""
+    if mine and creator:
+        raise click.UsageError("give --mine or --creator, not both")
     spell = client()
     runs = spell.runs.list(
         number=number,
@@ -109,23 +115,26 @@ def ps(number, labels, statuses, show_all, verbose, as_json, project):
         kinds=[] if show_all else list(VISIBLE_KINDS),
         archived=None if show_all else False,
         project=project,
+        mine=mine,
+        creator=creator,
     )
     if as_json:
         click.echo(json.dumps([r.raw for r in reversed(runs)], indent=2, ensure_ascii=False))
         return
     if not runs:
-        if labels or statuses or project:
+        if labels or statuses or project or mine or creator:
             click.echo("No runs match these filters")
         else:
             click.echo("No runs yet: start one with spell run")
         return
-    headers = ["ID", "COMMAND", "STATUS", "CREATED", "LABELS", "WORKFLOW"]
+    headers = ["ID", "COMMAND", "STATUS", "CREATED", "CREATOR", "LABELS", "WORKFLOW"]
     rows = [
         [
             str(r.id),
             shorten(r.command, 48),
             format_status(r),
             ago(r.created_at),
+            shorten(r.owner or "-", 24),
             ", ".join(r.labels),
             group_of(r),
         ]

@@ -127,7 +127,8 @@ class Run:
         self.hyper_params: dict = spec.get("hyper_params", {})
         self.stop_conditions: list[str] = spec.get("stop_conditions", [])
         self.tensorboard_directory: str | None = spec.get("tensorboard_dir")
-        self.creator: str | None = data.get("creator")
+        self.owner: str | None = data.get("owner")  # the user who created it
+        self.creator = self.owner  # Spell's name
         self.already_existed: bool = False  # Spell's idempotent runs; every run here is new
         self.status_history: list[dict] = [
             {**change, "at": _parse_time(change["at"])} for change in data.get("status_history", [])
@@ -525,11 +526,15 @@ class RunsService:
         archived: bool | None = False,
         offset: int = 0,
         project: str | None = None,
+        mine: bool = False,
+        creator: str | None = None,
     ) -> list[Run]:
         """The newest `number` runs with any of `labels`, any of `statuses`, any of `kinds`,
-        in `project`."""
+        in `project`; with `mine`, those the caller created; with `creator`, that user's."""
         params: dict = {
             "project": project,
+            "owner": creator,
+            "mine": "true" if mine else None,
             "limit": number,
             "offset": offset,
             "label": list(labels or []),

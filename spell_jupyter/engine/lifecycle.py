@@ -52,7 +52,7 @@ from ..store.repository import ActiveRun, RunStore
 from .disk_reserve import DiskReserve, is_disk_full
 from .environments import Environment, Frameworks, environment_for
 from .hardware_metrics import HardwareSampler
-from .leader import LeaderLock, leader_lock_path
+from .leader import leader_lock_for
 from .log_pump import LogPump
 from .machine_types import Allocation, MachineTypes
 from .searches import SearchDriver, is_search
@@ -206,8 +206,20 @@ class RunEngine(LoggingConfigurable):
             Status.PUSHING: self._step_pushing,
         }
         self.service_tokens = ServiceTokens(home)
-        self.leader_lock = LeaderLock(leader_lock_path(home))
+        self.leader_lock = leader_lock_for(store.engine, home)
         self.disk_reserve = DiskReserve(home / "engine.reserve")
+        self._forget_leading_state()
+        self._led_before = False  # hooks, backend events and samplers are set up once
+        self._dirty: set[int] = set()
+        self._everything_dirty = True
+        self._dirty_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_reconcile = 0.0
+
+    def _forget_leading_state(self) -> None:
+        """What a leader keeps of the runs it drives, as a process that never led has it."""
         self.pumps: dict[int, LogPump] = {}
         self._builds: dict[str, _Build] = {}  # image -> its build (or pull), shared by runs
         self._images_seen: dict[str, float] = {}  # image -> when it was last seen to exist
@@ -223,13 +235,6 @@ class RunEngine(LoggingConfigurable):
         self._errors: dict[int, int] = {}
         self._idle_checks: dict[int, float] = {}  # workspace -> when it is looked at next
         self._noted_waiting: set[int] = set()  # queued runs told why they wait
-        self._dirty: set[int] = set()
-        self._everything_dirty = True
-        self._dirty_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._next_reconcile = 0.0
 
     # -- the narrow interface the services use -----------------------------------------------
 
@@ -310,17 +315,41 @@ class RunEngine(LoggingConfigurable):
             except Exception:  # the passes go on; what failed is logged and met again there
                 self.log.exception("Spell engine: starting to lead failed")
             self._lead()
+            if not self._stopping.is_set():
+                self._step_down()
 
     def begin_leading(self) -> None:
         """What a new leader does before its first pass."""
-        for hook in self.leading_hooks:
-            hook()
+        if not self._led_before:
+            self._led_before = True
+            for hook in self.leading_hooks:
+                hook()
+            self.backend.watch(self._on_backend_event)
+            if self.hardware is not None:
+                self.hardware.start()
         self.sweep_leftovers()
         self.disk_reserve.hold()
-        self.backend.watch(self._on_backend_event)
-        if self.hardware is not None:
-            self.hardware.start()
         self.wake()
+
+    def _still_leading(self) -> bool:
+        """Whether the leader lock is still ours; a database lock lost with its connection is
+        taken again at once when no other server took it meanwhile."""
+        if self.leader_lock.still_held():
+            return True
+        self.leader_lock.release()
+        if self.leader_lock.try_acquire():
+            self.log.warning("Spell engine: the store's connection was lost; leading again")
+            return True
+        return False
+
+    def _step_down(self) -> None:
+        """Another server leads now (or the store is out of reach): stop following runs and
+        forget them; whoever leads next picks them up from the store, as after a restart."""
+        self.log.warning("Spell engine: no longer the leader; waiting to lead again")
+        for pump in list(self.pumps.values()):
+            pump.stop(timeout=1.0)
+        self._forget_leading_state()
+        self.disk_reserve.release()
 
     def _lead(self) -> None:
         mark: object = None
@@ -329,6 +358,8 @@ class RunEngine(LoggingConfigurable):
         while not self._stopping.is_set():
             now = time.monotonic()
             if now >= next_check:
+                if not self._still_leading():
+                    return
                 try:
                     current = self.store.activity_mark()
                 except Exception:

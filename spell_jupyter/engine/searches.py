@@ -83,6 +83,7 @@ class SearchDriver:
             f"Run created by search {search.id} -- waiting for a {spec.machine_type} machine.",
             workflow_id=self.store.workflow_of(search.id),
             search_id=search.id,
+            owner=self.store.owner_of(search.id),
         )
         shown = ", ".join(f"{k}={v}" for k, v in point.items())
         self.store.add_status_note(search.id, f"Run {run.id}: {shown}")

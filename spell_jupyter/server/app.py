@@ -3,6 +3,7 @@ leader lock of its data directory, the run engine."""
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
 from ..engine import RunEngine
 from ..engine.environments import DEFAULT_FRAMEWORKS, Frameworks
-from ..engine.leader import LeaderLock, leader_lock_path
+from ..engine.leader import FileLeaderLock, leader_lock_path
 from ..engine.machine_types import DEFAULT_MACHINE_TYPES, HostCapacity, MachineTypes
 from ..fs.spellfs import SpellFileSystem
 from ..home_config import config_path, engine_info_path, read_json
@@ -76,6 +77,16 @@ class SpellJupyter(ExtensionApp):
     @default("db_url")
     def _default_db_url(self) -> str:
         return os.environ.get("SPELL_DB_URL") or default_db_url(Path(self.spell_home))
+
+    owner = Unicode(
+        help="Who runs created through this server's shared token or password belong to "
+        "(env SPELL_USER; default: the login name the server runs as). Where the identity "
+        "provider names users (JupyterHub), their names are the owners."
+    ).tag(config=True)
+
+    @default("owner")
+    def _default_owner(self) -> str:
+        return os.environ.get("SPELL_USER") or login_name()
 
     fs_root = Unicode(
         help="Where SpellFS is kept: a local folder, or a URL such as s3://bucket/prefix "
@@ -263,6 +274,7 @@ class SpellJupyter(ExtensionApp):
         self.tensorboards = TensorBoards(store, self.engine, fs, home, self.serverapp.base_url)
         self.settings.update(
             spell_service=self.service,
+            spell_owner=self.owner,
             spell_resources=resources,
             spell_engine=self.engine,
             spell_local_copies=self.local_copies,
@@ -291,6 +303,7 @@ class SpellJupyter(ExtensionApp):
                 self.engine,
                 self.engine.service_tokens,
                 self.serverapp.root_dir,
+                owner=self.owner,
             )
         )
         if self.kernel_specs and not self.is_spell_server:  # a `spell server` runs no kernels
@@ -405,6 +418,13 @@ def make_private_home(home: Path, sqlite_here: bool) -> None:
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
+def login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry (some containers)
+        return f"uid-{os.getuid()}"
+
+
 def agree_with_leader(home: Path, settings: dict) -> None:
     """Refuse to serve `home` with run settings other than those of the server that leads its
     engine (they would be ignored in silence while it leads)."""
@@ -415,7 +435,7 @@ def agree_with_leader(home: Path, settings: dict) -> None:
     pid = leader.get("pid")
     if not isinstance(pid, int) or pid == os.getpid() or not alive(pid):
         return
-    probe = LeaderLock(leader_lock_path(home))
+    probe = FileLeaderLock(leader_lock_path(home))
     if probe.try_acquire():  # nobody leads now (that pid is another process by now)
         probe.release()
         return

@@ -12,6 +12,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from tornado import web
 
 from ..errors import Forbidden, NotHere, SpellError
@@ -20,6 +21,7 @@ from ..services import RunManager, SpellFSManager
 from ..services.metrics import MetricsManager
 from ..services.run_access import Level, RunAccess
 from ..store.repository import TokenHolder
+from .owners import request_owner
 from .peer import is_same_user_here
 
 # What a Jupyter Authorizer (or JupyterHub's scopes) is asked about: read (listings, logs,
@@ -54,6 +56,11 @@ def first_text_not_utf8(value, where: str = "") -> str | None:
     return None
 
 
+STORE_DOWN = (
+    "the run store (database) does not answer; nothing was changed: try again once it is back"
+)
+
+
 def api(method: Callable | None = None, *, action: str | None = None) -> Callable:
     """Authenticate, ask Jupyter's Authorizer whether the user may do `action` on the handler's
     `auth_resource` (default: read for GET/HEAD, write for the rest), then turn
@@ -76,6 +83,8 @@ def api(method: Callable | None = None, *, action: str | None = None) -> Callabl
                 raise web.HTTPError(exc.status_code, exc.message) from exc
             except ValidationError as exc:
                 raise web.HTTPError(400, describe_validation_error(exc)) from exc
+            except (OperationalError, InterfaceError) as exc:  # the database is out of reach
+                raise web.HTTPError(503, STORE_DOWN) from exc
 
         through_jupyter = web.authenticated(authorized(action)(wrapper))
 
@@ -124,6 +133,16 @@ class SpellHandler(ExtensionHandlerMixin, APIHandler):
         run_id = int(args[0]) if self.run_in_path and args else None
         await self.call(access.check, holder, self.run_tokens.get(method), run_id)
         self.run_holder = holder
+
+    async def owner(self) -> str:
+        """Who this request acts for: a run's token acts for its run's owner, a Jupyter user
+        for themselves (see `owners`)."""
+        if self.run_holder is not None:
+            found = await self.call(self.service.store.owner_of, self.run_holder.run_id)
+            return found or self.settings["spell_owner"]
+        return request_owner(
+            self.current_user, self.identity_provider, self.settings["spell_owner"]
+        )
 
     async def call(self, function: Callable, *args, **kwargs):
         """Run a blocking call (the store, SpellFS, Docker) in a worker thread: one request

@@ -78,6 +78,9 @@ class RunsHandler(SpellHandler):
         workflow = self.int_arg("workflow", 0, 0) or None
         if self.run_holder is not None:  # a workflow's master sees its workflow alone
             workflow = self.run_holder.workflow_id
+        owner = self.get_query_argument("owner", None)
+        if self.bool_arg("mine", False):
+            owner = await self.owner()
         page = await self.call(
             self.service.list,
             statuses=self.enum_args("status", Status),
@@ -89,6 +92,7 @@ class RunsHandler(SpellHandler):
             workflow_id=workflow,
             search_id=self.int_arg("search", 0, 0) or None,
             project=self.get_query_argument("project", None),
+            owner=owner,
         )
         self.send(page)
 
@@ -96,7 +100,8 @@ class RunsHandler(SpellHandler):
     async def post(self):
         spec = RunSpec.model_validate(self.json_body())
         workflow = self.run_holder.workflow_id if self.run_holder is not None else None
-        self.send(await self.call(self.service.submit, spec, workflow), status=201)
+        owner = await self.owner()
+        self.send(await self.call(self.service.submit, spec, workflow, owner), status=201)
 
 
 class RunHandler(SpellHandler):

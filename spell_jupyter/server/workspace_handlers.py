@@ -29,7 +29,7 @@ class WorkspacesHandler(WorkspaceHandlerBase):
     @api(action="execute")  # a workspace executes what its users type
     async def post(self):
         request = NewWorkspace.model_validate(self.json_body())
-        run = await self.call(self.workspaces.start, request)
+        run = await self.call(self.workspaces.start, request, await self.owner())
         self.send(await self.call(self.workspaces.get, run.spec.workspace.name), status=201)
 
 

@@ -42,7 +42,9 @@ class KernelRuns:
         engine: RunControl,
         tokens: ServiceTokens,
         root_dir: str | Path,
+        owner: str | None = None,
     ):
+        self.owner = owner  # the server's user: Jupyter does not say whose kernel it starts
         self.runs = runs
         self.store = store
         self.engine = engine
@@ -71,7 +73,7 @@ class KernelRuns:
                 "kernel": {"folder": str(place), "kernel_id": kernel_id},
             }
         )
-        return self.runs.submit_any(spec)
+        return self.runs.submit_any(spec, owner=self.owner)
 
     def notebook_options(self, session_name: str | None) -> dict:
         """The `spell` entry of the notebook's metadata (its kernel's options over the kernel

@@ -54,7 +54,9 @@ class RunManager:
         self.engine = engine
         self.feed = LogFeed(store, lambda: engine.is_leader)
 
-    def submit(self, spec: RunSpec, workflow_id: int | None = None) -> Run:
+    def submit(
+        self, spec: RunSpec, workflow_id: int | None = None, owner: str | None = None
+    ) -> Run:
         """Create a run; `workflow_id` (a workflow master's request) makes it a worker of that
         workflow, where `commit_label` picks one of the workflow's repositories as its code."""
         if spec.kind in SERVED_KINDS:
@@ -63,10 +65,15 @@ class RunManager:
                 "POST /workspaces (`spell jupyter NAME`), a kernel from a Spell kernel spec "
                 "(`spell kernelspec add`)"
             )
-        return self.submit_any(spec, workflow_id)
+        return self.submit_any(spec, workflow_id, owner)
 
-    def submit_any(self, spec: RunSpec, workflow_id: int | None = None) -> Run:
-        """`submit` for runs of every kind (workspaces: their command is the server's own)."""
+    def submit_any(
+        self, spec: RunSpec, workflow_id: int | None = None, owner: str | None = None
+    ) -> Run:
+        """`submit` for runs of every kind (workspaces: their command is the server's own).
+        `owner`: the user creating it; a workflow's runs are its master's owner's."""
+        if workflow_id is not None:
+            owner = self.store.owner_of(workflow_id)
         machine_type = self.machine_types.canonical(spec.machine_type)
         spec = spec.model_copy(update={"machine_type": machine_type})
         spec = self._with_workflow_code(spec, workflow_id)
@@ -84,6 +91,7 @@ class RunManager:
             spec,
             f"Run created -- waiting for a {machine_type} machine.",
             workflow_id=workflow_id,
+            owner=owner,
         )
         self.engine.wake()
         return run
@@ -168,9 +176,11 @@ class RunManager:
         workflow_id: int | None = None,
         search_id: int | None = None,
         project: str | None = None,
+        owner: str | None = None,
     ) -> RunPage:
         return self.store.list_runs(
             project=project,
+            owner=owner,
             statuses=statuses or (),
             labels=labels or (),
             kinds=kinds or (),

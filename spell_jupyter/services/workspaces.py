@@ -52,9 +52,9 @@ class WorkspaceManager:
     def url_of(self, name: str) -> str:
         return f"{self.base_url}{WORKSPACE_PATH}{name}/"
 
-    def start(self, request: NewWorkspace) -> Run:
+    def start(self, request: NewWorkspace, owner: str | None = None) -> Run:
         """A new run of the workspace: refused while one runs (its URL given); else resuming
-        the newest run's files."""
+        the newest run's files. `owner`: the user starting it."""
         with self._starting:
             history = self._runs_of(request.name)
             if history and not history[0].status.is_final:
@@ -77,7 +77,7 @@ class WorkspaceManager:
                     "base_url": base_url,
                 },
             }
-            return self.runs.submit_any(RunSpec.model_validate(fields))
+            return self.runs.submit_any(RunSpec.model_validate(fields), owner=owner)
 
     def list(self) -> list[Workspace]:
         """Every workspace (not removed), by name."""

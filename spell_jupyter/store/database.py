@@ -1,7 +1,12 @@
-"""Opening the database: WAL-mode SQLite by default, any SQLAlchemy URL by configuration.
+"""Opening the database: WAL-mode SQLite by default, PostgreSQL for a team's shared store.
 
 Schema changes go through Alembic; `connect_database` upgrades a database to the newest
-schema under a file lock, so a user who upgrades keeps every run.
+schema under a lock (a file lock beside SQLite, an advisory lock on PostgreSQL), so a user who
+upgrades keeps every run.
+
+Writers take turns on both: SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction-level advisory
+lock. The change feed and the log offsets rely on it: what a writer numbers is committed before
+the next writer numbers anything, so a reader that saw ID n never misses an ID below it.
 """
 
 from __future__ import annotations
@@ -38,6 +43,26 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# Advisory lock keys on PostgreSQL (one namespace per database): writers' turns, the engine's
+# leader, migrations.
+WRITER_LOCK_KEY = 0x5E11_0001
+LEADER_LOCK_KEY = 0x5E11_0002
+MIGRATION_LOCK_KEY = 0x5E11_0003
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    """Writers (connections opened with `spell_write`) wait for their turn at BEGIN."""
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        if conn.get_execution_options().get("spell_write", False):
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
+
+
+def is_postgresql(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
 def alembic_config(url: str):
     from alembic.config import Config
 
@@ -72,7 +97,15 @@ def migrate(engine: Engine, lock_path: Path | None = None) -> None:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
-    if lock_path is None:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:  # servers of a team starting together: one migrates
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+            try:
+                upgrade()
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                conn.commit()
+    elif lock_path is None:
         upgrade()
     else:
         with FileLock(str(lock_path)):
@@ -92,7 +125,12 @@ def connect_database(url: str, migrate_schema: bool = True) -> Engine:
             db_path.parent.mkdir(parents=True, exist_ok=True)
             lock_path = db_path.with_suffix(".migrate.lock")
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        if parsed.drivername == "postgresql":
+            # a plain postgresql:// means psycopg 3 here (what the postgres extra installs)
+            url = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        if engine.dialect.name == "postgresql":
+            _configure_postgresql(engine)
     if migrate_schema:
         migrate(engine, lock_path)
     return engine

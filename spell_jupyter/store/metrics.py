@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from .orm import MetricRow, RunRow
-from .repository import ACTIVE_VALUES, RunStore, insert_statements, stored_time
+from .repository import ACTIVE_VALUES, RunStore, insert_statements, storable_text, stored_time
 
 MetricListener = Callable[[int], None]
 
@@ -179,7 +179,7 @@ def _insert_new(session, rows: list[dict]) -> None:
             r["index"],
             stored_time(r["timestamp"], as_text),
             r["value"],
-            r["text"],
+            None if r["text"] is None else storable_text(r["text"], connection.dialect.name),
             r["seq"],
         )
         for r in rows

@@ -73,6 +73,7 @@ class RunRow(Base):
     workflow_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     search_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     project: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
 
 
 class RunLabelRow(Base):

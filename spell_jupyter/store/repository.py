@@ -65,6 +65,12 @@ INSERT_LOG_ENTRY = insert_statements(
 _UTC = UTCDateTime()
 
 
+def storable_text(text: str, dialect: str) -> str:
+    """PostgreSQL's text holds no NUL character: there it is stored as U+FFFD, as bytes that
+    are not UTF-8 already are; SQLite keeps it."""
+    return text.replace("\x00", "\ufffd") if dialect == "postgresql" and "\x00" in text else text
+
+
 def stored_time(when: datetime, as_text: bool):
     """A timestamp as UTCDateTime stores it: naive UTC (text, SQLAlchemy's format, on
     SQLite)."""
@@ -198,9 +204,11 @@ class RunStore:
         *,
         workflow_id: int | None = None,
         search_id: int | None = None,
+        owner: str | None = None,
     ) -> Run:
         """Insert a run in `machine_requested`; its ID is the next of one ascending sequence. A
-        workflow's master (kind workflow) is its own workflow; other runs join `workflow_id`."""
+        workflow's master (kind workflow) is its own workflow; other runs join `workflow_id`.
+        `owner`: the user who created it."""
         with self._writing() as session:
             now = utcnow()  # under the write lock: creation times ascend with the IDs
             row = RunRow(
@@ -218,6 +226,7 @@ class RunStore:
                 workflow_id=workflow_id,
                 search_id=search_id,
                 project=spec.project,
+                owner=owner,
             )
             session.add(row)
             session.flush()
@@ -271,10 +280,13 @@ class RunStore:
         workflow_id: int | None = None,
         search_id: int | None = None,
         project: str | None = None,
+        owner: str | None = None,
     ) -> RunPage:
         """Runs newest first, filtered by status, label (any of them), kind, workflow,
-        search and project."""
+        search, project and owner."""
         conditions = []
+        if owner is not None:
+            conditions.append(RunRow.owner == owner)
         if project is not None:
             conditions.append(RunRow.project == project)
         if workflow_id is not None:
@@ -471,6 +483,7 @@ class RunStore:
         Returns a count."""
         count = 0
         with self._writing() as session:
+            dialect = session.get_bind().dialect.name
             row = self._row(session, run_id)
             entries = session.info["appended"].setdefault(row.id, [])
             offset, status = row.next_log_offset, row.status
@@ -484,7 +497,7 @@ class RunStore:
                         "status_event": False,
                         "level": "info",
                         "stream": line.stream,
-                        "text": line.text,
+                        "text": storable_text(line.text, dialect),
                     }
                 )
                 count += 1
@@ -561,6 +574,14 @@ class RunStore:
             return None
         return TokenHolder(found.run_id, found.scope, found.workflow_id)
 
+    def owner_of(self, run_id: int) -> str | None:
+        """Who created a run (None: not recorded)."""
+        with self._read() as session:
+            found = session.execute(select(RunRow.owner).where(RunRow.id == run_id)).first()
+        if found is None:
+            raise NotFound(f"no run with ID {run_id}")
+        return found.owner
+
     def workflow_of(self, run_id: int) -> int | None:
         """The workflow a run belongs to (None: none)."""
         with self._read() as session:
@@ -629,7 +650,7 @@ class RunStore:
                 "status_event": status_event,
                 "level": "info",
                 "stream": stream,
-                "text": text,
+                "text": storable_text(text, session.get_bind().dialect.name),
             }
         )
         row.next_log_offset += 1
@@ -659,6 +680,7 @@ def _to_run(row: RunRow, labels: list[str], history: Sequence[StatusChangeRow]) 
         allocation=row.allocation,
         workflow_id=row.workflow_id,
         search_id=row.search_id,
+        owner=row.owner,
     )
 
 
