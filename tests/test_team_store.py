@@ -52,7 +52,7 @@ def test_concurrent_writers_on_two_connections_get_ascending_ids_and_changes(pos
         t.join()
     ids = sorted(i for i, _ in created)
     assert ids == list(range(1, 41))
-    cursor, runs = stores[0].runs_changed_since(0, limit=1000)
+    _, runs = stores[0].runs_changed_since(0, limit=1000)
     assert [r.id for r in runs] == ids  # each run's first change in ID order
     changes = stores[1].engine.connect().execute(text("SELECT id, run_id FROM run_changes"))
     by_change = sorted(changes.all())
