@@ -284,3 +284,17 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """A fresh database on the session's PostgreSQL server."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """Two Ray nodes for the session: `a` (the head: 2 CPUs, machine type A) and `b` (2 CPUs
+    and a fake GPU that is a T4 to Spell: `spell-T4`)."""
+    from ray_cluster import RayCluster
+
+    cluster = RayCluster.start(
+        {"num_cpus": 2, "resources": {"node-a": 1, "spell-A": 1}},
+        b={"num_cpus": 2, "num_gpus": 1, "resources": {"spell-T4": 1}},
+    )
+    yield cluster
+    cluster.shutdown()

@@ -85,6 +85,18 @@ class LaunchRequest:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What a run of a machine type asks of the machine it runs on (for backends whose
+    cluster places runs)."""
+
+    machine_type: str
+    cpus: float
+    memory_mib: int
+    gpus: int = 0
+    gpu: str = ""
+
+
+@dataclass(frozen=True)
 class StagedCode:
     commit: str
     warnings: list[str] = field(default_factory=list)
@@ -153,6 +165,9 @@ class Backend(LoggingConfigurable, metaclass=BackendMeta):
     """
 
     name: str = "abstract"
+    # True for a backend whose cluster places runs on its nodes (Ray): the engine holds nothing
+    # of this host for them and asks `place` where each one goes.
+    places_runs: bool = False
 
     def __init__(
         self,
@@ -166,6 +181,9 @@ class Backend(LoggingConfigurable, metaclass=BackendMeta):
         self.fs = fs  # where outputs are saved and code blobs are read
         self.home = home  # the data directory, for the backend's own state
         self.bucket_options = bucket_options or {}  # for s3:// (and other) mounts
+        # Where code in runs on other machines reaches the server's API (a placing backend's
+        # runs cannot use this host's socket); set by the server.
+        self.api_url: str | None = None
 
     @property
     def images(self) -> ImageBuilder | None:
@@ -185,6 +203,22 @@ class Backend(LoggingConfigurable, metaclass=BackendMeta):
 
     def check_mounts(self, targets: list[str]) -> None:
         """Refuse, before a run is created, mount targets this backend cannot place."""
+
+    # -- placement (backends whose cluster places runs) ------------------------------------------
+
+    def check_resources(self, resources: Resources) -> None:
+        """Refuse, before a run is created, a machine type no node can ever hold (listing
+        what the cluster has), or answer Unavailable when the cluster is out of reach."""
+
+    def place(self, run_id: int, resources: Resources) -> dict | None:
+        """Ask the cluster for a place for the run (idempotent): None while it waits for one,
+        then {"node": ..., "node_ip": ..., "gpus": [indices on that node]}. The backend calls
+        the `watch` listener with the run's ID once it is placed."""
+        raise NotImplementedError(f"the {self.name} backend runs everything on this host")
+
+    def capacity(self) -> list[dict] | None:
+        """The cluster's nodes and what each has (None: this host alone)."""
+        return None
 
     # -- staging (in the engine's fetch pool) ----------------------------------------------------
 

@@ -288,21 +288,29 @@ def machine_types():
     from ..humanize import human_size
 
     report = client().machine_types()
-    host = report["host"]
-    gpus = ", ".join(f"{g['index']}:{g['model']}" for g in host["gpus"]) or "none"
     rows = [
         [
             t["name"],
             f"{t['cpus']:g}",
             human_size(t["memory_mib"] * 2**20),
             f"{t['gpus']}x {t['gpu']}" if t["gpus"] else "-",
-            str(t["available"])
+            ("-" if t["available"] is None else str(t["available"]))
             if not t["unavailable_reason"]
             else f"0 ({t['unavailable_reason']})",
         ]
         for t in report["machine_types"]
     ]
     click.echo(table(["NAME", "CPUS", "MEMORY", "GPUS", "FREE NOW"], rows))
+    if "nodes" in report:  # a cluster places runs
+        for node in report["nodes"] or []:
+            types = ", ".join(node["machine_types"]) or "-"
+            click.echo(
+                f"Node {node['node_ip']}: {node['cpus']:g} CPUs, "
+                f"{human_size(node['memory_mib'] * 2**20)}, {node['gpus']} GPUs, types: {types}"
+            )
+        return
+    host = report["host"]
+    gpus = ", ".join(f"{g['index']}:{g['model']}" for g in host["gpus"]) or "none"
     click.echo(
         f"\nHost: {host['cpus']:g} CPUs, {human_size(host['memory_mib'] * 2**20)}, GPUs: {gpus}"
     )

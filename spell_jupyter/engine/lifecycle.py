@@ -42,8 +42,10 @@ from ..backends.base import (
     OutputFile,
     ProcessState,
     ProcessStatus,
+    Resources,
 )
 from ..backends.run_api import RunApi
+from ..errors import Unavailable
 from ..home_config import engine_info_path, write_private_json
 from ..humanize import human_size
 from ..models import OutputLine, RunAction, RunKind, RunSpec, Status
@@ -96,17 +98,25 @@ def holds_machine(run: ActiveRun) -> bool:
     return not (is_search(run) or run.spec.local)
 
 
+PLACEMENT_NOTE_DELAY = 2.0  # seconds a cluster may take to place a run before it is "waiting"
+
+
 class RunEngine(LoggingConfigurable):
     """Schedules queued runs under a concurrency limit and carries each through its steps."""
 
     concurrency_limit = Int(
         help="How many runs may be past machine_requested at once "
-        "(env SPELL_CONCURRENCY_LIMIT; default: the CPU count)"
+        "(env SPELL_CONCURRENCY_LIMIT; default: the CPU count, or no limit where a cluster "
+        "places runs: its free capacity is the limit)"
     ).tag(config=True)
 
     @default("concurrency_limit")
     def _default_concurrency_limit(self) -> int:
-        return int(os.environ.get("SPELL_CONCURRENCY_LIMIT") or os.cpu_count() or 1)
+        if os.environ.get("SPELL_CONCURRENCY_LIMIT"):
+            return int(os.environ["SPELL_CONCURRENCY_LIMIT"])
+        if getattr(self, "backend", None) is not None and self.backend.places_runs:
+            return 1_000_000
+        return os.cpu_count() or 1
 
     stop_grace_period = Float(
         help="Seconds between SIGTERM and SIGKILL when a run is stopped "
@@ -235,6 +245,7 @@ class RunEngine(LoggingConfigurable):
         self._errors: dict[int, int] = {}
         self._idle_checks: dict[int, float] = {}  # workspace -> when it is looked at next
         self._noted_waiting: set[int] = set()  # queued runs told why they wait
+        self._placing_since: dict[int, float] = {}  # queued runs a cluster is asked to place
 
     # -- the narrow interface the services use -----------------------------------------------
 
@@ -258,6 +269,16 @@ class RunEngine(LoggingConfigurable):
             wants_environment=spec.wants_environment,
         )
         self.backend.check_mounts([m.target(spec.cwd) for m in spec.mounts])
+        if self.backend.places_runs:
+            self.backend.check_resources(self.resources_of(spec.machine_type))
+
+    def resources_of(self, machine_type: str) -> Resources:
+        mtype = self.machine_types.types[machine_type]
+        return Resources(mtype.name, mtype.cpus, mtype.memory_mib, mtype.gpus, mtype.gpu)
+
+    def cluster_capacity(self) -> list[dict] | None:
+        """The nodes of a placing backend's cluster (None: this host alone)."""
+        return self.backend.capacity()
 
     def run_stats(self, handle: dict) -> dict:
         return self.backend.stats(handle)
@@ -502,11 +523,36 @@ class RunEngine(LoggingConfigurable):
                 run, f"waiting for a {run.spec.machine_type} machine: none is free yet"
             )
             return Step.WAIT
+        node: dict = {}  # where a cluster placed it
+        if self.backend.places_runs:
+            try:
+                placed = self.backend.place(run.id, self.resources_of(run.spec.machine_type))
+            except Unavailable as exc:
+                self._note_waiting(run, f"waiting: {exc.message}")
+                this.wake_at(time.monotonic() + self.leader_retry_interval * 5)
+                return Step.WAIT
+            if placed is None:  # the backend wakes the engine once it is placed
+                asked = self._placing_since.setdefault(run.id, time.monotonic())
+                if time.monotonic() - asked < PLACEMENT_NOTE_DELAY:
+                    this.wake_at(asked + PLACEMENT_NOTE_DELAY)  # most runs are placed by then
+                    return Step.WAIT
+                self._note_waiting(
+                    run,
+                    f"waiting for a {run.spec.machine_type} machine: no node of the cluster "
+                    "has room for one yet",
+                )
+                return Step.WAIT
+            self._placing_since.pop(run.id, None)
+            allocation = replace(allocation, gpu_indices=tuple(placed.get("gpus", ())))
+            node = {k: placed[k] for k in ("node", "node_ip") if k in placed}
+            where = placed.get("node_ip") or placed.get("node", "?")
+            self.store.add_status_note(run.id, f"Placed on node {where}")
         this.held.append(allocation)
         this.occupied += 1
         self._noted_waiting.discard(run.id)
-        self.store.set_status(run.id, Status.BUILDING, "Building", allocation=allocation.as_json())
-        return replace(run, status=Status.BUILDING, allocation=allocation.as_json())
+        held = {**allocation.as_json(), **node}
+        self.store.set_status(run.id, Status.BUILDING, "Building", allocation=held)
+        return replace(run, status=Status.BUILDING, allocation=held)
 
     def _step_building(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
         if run.requested_action is not None:
@@ -755,6 +801,7 @@ class RunEngine(LoggingConfigurable):
     def _cancel(self, run: ActiveRun) -> Step:
         """A run stopped or killed before its process started."""
         final = Status.KILLED if run.requested_action == RunAction.KILL else Status.STOPPED
+        self._placing_since.pop(run.id, None)
         self._end(run, final, f"Run {final.value} before it started", None, handle=None)
         return Step.ENDED
 

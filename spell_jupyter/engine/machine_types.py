@@ -106,9 +106,10 @@ class Allocation:
 
 
 class MachineTypes:
-    """The table of machine types, checked against the host it schedules on."""
+    """The table of machine types, checked against the host it schedules on. Without a host
+    (`None`), a cluster places runs: its backend says what fits, and where."""
 
-    def __init__(self, table: dict[str, dict], host: HostCapacity):
+    def __init__(self, table: dict[str, dict], host: HostCapacity | None):
         self.types = {name: MachineType.from_config(name, spec) for name, spec in table.items()}
         self.host = host
         self._by_lower = {name.lower(): name for name in self.types}
@@ -126,6 +127,8 @@ class MachineTypes:
 
     def never_fits(self, mtype: MachineType) -> str:
         host = self.host
+        if host is None:
+            return ""  # the cluster's backend refuses what no node holds
         if mtype.gpus:
             matching = [g for g in host.gpus if _same_model(g.model, mtype.gpu)]
             if len(matching) < mtype.gpus:
@@ -140,6 +143,8 @@ class MachineTypes:
     def allocate(self, name: str, held: Iterable[Allocation]) -> Allocation | None:
         """An allocation for a run of type `name` from what `held` leaves free, or None."""
         mtype = self.types[name]
+        if self.host is None:  # what the run asks of the node the cluster places it on
+            return Allocation(mtype.cpus, mtype.memory_mib)
         held = list(held)
         free_cpus = self.host.cpus - sum(a.cpus for a in held)
         free_memory = self.host.memory_mib - sum(a.memory_mib for a in held)
@@ -161,7 +166,9 @@ class MachineTypes:
         rows = []
         for mtype in self.types.values():
             fit, extra = 0, list(held)
-            if not self.never_fits(mtype):
+            if self.host is None:
+                fit = None  # the cluster's free capacity is its scheduler's to know
+            elif not self.never_fits(mtype):
                 while fit < 1024 and (got := self.allocate(mtype.name, extra)) is not None:
                     extra.append(got)
                     fit += 1

@@ -53,6 +53,8 @@ class SpellFileSystem(AbstractFileSystem):
         self.output_umask = output_umask  # bits a run's saved outputs never have (local root)
         url = os.fspath(root) if root else os.environ.get("SPELL_FS_ROOT") or _default_root()
         self.root_url = url
+        self.public_url = public
+        self.root_options = dict(root_options or {})
         self.root_fs, self.root_path = _open_root(url, root_options or {})
         self.is_local = isinstance(self.root_fs, LocalFileSystem)
         if public:
@@ -63,6 +65,17 @@ class SpellFileSystem(AbstractFileSystem):
             for namespace in (*NAMESPACES, META):
                 os.makedirs(self._join(self.root_path, namespace), exist_ok=True)
             self._real_root = os.path.realpath(self.root_path)
+
+    def settings(self) -> dict[str, Any]:
+        """What opens this SpellFS again in another process (a cluster node's): with the
+        options in effect here (fsspec's FSSPEC_* configuration included)."""
+        effective = {} if self.is_local else dict(self.root_fs.storage_options)
+        return {
+            "root": self.root_url,
+            "public": self.public_url,
+            "root_options": {**effective, **self.root_options},
+            "output_umask": self.output_umask,
+        }
 
     # -- path mapping ----------------------------------------------------------------------------
 

@@ -236,7 +236,9 @@ class SpellJupyter(ExtensionApp):
         resources = SpellFSManager(fs, home / "staging")
         backend = self._backend(home, fs)
         self.log.info("Spell: runs use the %s backend", backend.name)
-        host = HostCapacity.from_config(self.host_capacity)
+        # a cluster's backend places runs on its nodes: this host's capacity is not theirs
+        host = None if backend.places_runs else HostCapacity.from_config(self.host_capacity)
+        backend.api_url = self.serverapp.connection_url
         machine_types = MachineTypes(self.machine_types, host)
         frameworks = Frameworks(self._framework_table())
         self.engine = RunEngine(

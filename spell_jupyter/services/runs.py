@@ -276,6 +276,11 @@ class RunManager:
         """The host's capacity and, per machine type, how many more runs fit now."""
         held = self.engine.held_allocations()
         host = self.machine_types.host
+        if host is None:  # a cluster places runs: its nodes, as its backend sees them
+            return {
+                "nodes": self.engine.cluster_capacity(),
+                "machine_types": self.machine_types.describe(held),
+            }
         return {
             "host": {
                 "cpus": host.cpus,

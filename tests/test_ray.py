@@ -1,0 +1,236 @@
+"""The Ray backend: runs placed by Ray's scheduler on the nodes of a local two-node cluster
+(started by the tests), SpellFS on a local S3 server, and for a team two spell servers on one
+PostgreSQL store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+from conftest import make_home
+from helpers import notes, wait_for_line, wait_for_note
+
+pytestmark = pytest.mark.timeout(600)
+
+CLUSTER_TYPES = {
+    "CPU": {"cpus": 1, "memory": "128MiB"},
+    "A": {"cpus": 1, "memory": "128MiB"},  # node a declares spell-A
+    "T4": {"cpus": 1, "memory": "128MiB", "gpu": "T4", "gpus": 1},  # node b declares spell-T4
+    "Huge": {"cpus": 64, "memory": "1GiB"},
+}
+
+
+def cluster_home(tmp_path, ray_cluster, s3_server, name: str = "spell-home", **env: str):
+    """A data directory whose server places runs on the cluster, SpellFS in a fresh bucket."""
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    bucket = s3_server.new_bucket(f"spell-{uuid.uuid4().hex[:12]}")
+    env = {**ray_cluster.env(), **s3_server.env, "SPELL_FS_ROOT": f"s3://{bucket}/fs", **env}
+    home = make_home(folder, **env)
+    home.path.mkdir(parents=True, exist_ok=True)
+    (home.path / "config.json").write_text(
+        json.dumps({"SpellJupyter": {"machine_types": CLUSTER_TYPES}})
+    )
+    return home
+
+
+@pytest.fixture
+def on_cluster(tmp_path, ray_cluster, s3_server):
+    home = cluster_home(tmp_path, ray_cluster, s3_server)
+    home.start_server()
+    yield home
+    home.spell("server", "stop")
+
+
+def node_of(run, ray_cluster) -> str:
+    run.refresh()
+    return ray_cluster.node_named(run.raw["allocation"]["node"])
+
+
+def test_runs_land_on_both_nodes_and_a_t4_run_waits_for_the_t4_node(
+    on_cluster, ray_cluster, tmp_path
+):
+    spell = on_cluster.client()
+    go = tmp_path / "go"
+    hold = f"echo started; while [ ! -f {go} ]; do sleep 0.05; done"
+    # four runs of one CPU on two nodes of two CPUs: Ray's scheduler fills both
+    cpu_runs = [spell.runs.new(command=hold) for _ in range(4)]
+    for run in cpu_runs:
+        wait_for_line(run, "started")
+    assert sorted(node_of(r, ray_cluster) for r in cpu_runs) == ["a", "a", "b", "b"]
+    go.touch()
+    for run in cpu_runs:
+        run.wait_status("complete", timeout=60)
+    go.unlink()
+
+    first = spell.runs.new(command=f"echo gpus=$CUDA_VISIBLE_DEVICES; {hold}", machine_type="T4")
+    assert wait_for_line(first, "gpus=") == "gpus=0"  # the node's (fake) GPU, as Ray gave it
+    assert node_of(first, ray_cluster) == "b"
+    second = spell.runs.new(command="echo second", machine_type="t4")
+    wait_for_note(second, "waiting for a T4 machine")
+    second.refresh()
+    assert second.status == "machine_requested"  # node b's only T4 is taken
+    go.touch()
+    second.wait_status("complete", timeout=60)
+    assert node_of(second, ray_cluster) == "b"
+    assert any("Running on Ray node" in n for n in notes(second))
+
+
+def test_outputs_of_a_run_on_node_a_mount_into_a_run_on_node_b(on_cluster, ray_cluster):
+    spell = on_cluster.client()
+    writer = spell.runs.new(command="mkdir out && echo made on a > out/data.txt", machine_type="A")
+    writer.wait_status("complete", timeout=60)
+    assert node_of(writer, ray_cluster) == "a"
+    reader = spell.runs.new(
+        command="cat in/data.txt",
+        machine_type="T4",
+        attached_resources={f"runs/{writer.id}/out": "in"},
+    )
+    reader.wait_status("complete", timeout=60)
+    assert node_of(reader, ray_cluster) == "b"
+    assert "made on a" in [e.text for e in reader.logs() if not e.status_event]
+
+
+def test_a_machine_type_no_node_holds_is_refused_listing_the_cluster(on_cluster):
+    result = on_cluster.spell("run", "-f", "-t", "huge", "true")
+    assert result.returncode != 0
+    assert "no node holds 64 CPUs" in result.stderr and "spell-T4" not in result.stderr
+    assert "The cluster has" in result.stderr and "T4" in result.stderr
+    assert on_cluster.client().runs.list() == []  # no run was made
+    listing = on_cluster.spell("machine-types").stdout
+    assert "Node 127.0.0.1" in listing and "types: T4" in listing
+
+
+def test_an_unreachable_cluster_answers_503_with_how_to_start_one(tmp_path, s3_server):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    home = make_home(tmp_path, SPELL_BACKEND="ray", RAY_ADDRESS=f"127.0.0.1:{port}")
+    home.start_server()
+    try:
+        result = home.spell("run", "-f", "true")
+        assert result.returncode != 0
+        assert "does not answer" in result.stderr and "ray start --head" in result.stderr
+        assert home.client().runs.list() == []
+    finally:
+        home.spell("server", "stop")
+
+
+def test_a_node_dying_mid_run_ends_it_interrupted_naming_the_node(on_cluster, ray_cluster):
+    node = ray_cluster.add("c", num_cpus=1, resources={"spell-Doomed": 1})
+    try:
+        home = on_cluster
+        config = json.loads((home.path / "config.json").read_text())
+        config["SpellJupyter"]["machine_types"]["Doomed"] = {"cpus": 1, "memory": "64MiB"}
+        (home.path / "config.json").write_text(json.dumps(config))
+        home.spell("server", "stop")
+        home.start_server()
+        spell = home.client()
+        run = spell.runs.new(command="echo alive; sleep 300", machine_type="Doomed")
+        wait_for_line(run, "alive")
+        assert node_of(run, ray_cluster) == "c"
+    finally:
+        ray_cluster.remove("c")
+    run.wait_status("interrupted", timeout=120)
+    said = " ".join(notes(run))
+    assert "was lost" in said and node.node_id[:12] in said
+
+
+def test_the_workflow_example_runs_unchanged_on_the_cluster(on_cluster, tmp_path):
+    from test_workflows import PIPELINE, SEND_LOSS, git_repo
+
+    pipe = git_repo(tmp_path / "pipe", {"pipeline.py": PIPELINE})
+    git_repo(tmp_path / "model", {"send_loss.py": SEND_LOSS})
+    result = on_cluster.spell(
+        "workflow", "--repo", "model=../model", "python3 pipeline.py", cwd=pipe, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "run 2 says: hello from run 1" in result.stdout
+    assert "finished: ['complete', 'complete', 'complete']" in result.stdout
+    assert "Running on Ray node" in result.stdout
+
+
+def test_a_server_restart_reattaches_to_runs_on_the_cluster(on_cluster):
+    spell = on_cluster.client()
+    run = spell.runs.new(command="for i in $(seq 1 8); do echo line $i; sleep 0.25; done")
+    wait_for_line(run, "line 2")
+    on_cluster.kill_server()
+    on_cluster.start_server()
+    run = on_cluster.client().runs.get(run.id)
+    run.wait_status("complete", timeout=60)
+    lines = [e.text for e in run.logs() if not e.status_event]
+    assert lines == [f"line {i}" for i in range(1, 9)]  # nothing lost, nothing doubled
+
+
+def test_stop_and_kill_of_runs_on_the_cluster(on_cluster):
+    spell = on_cluster.client()
+    stopped = spell.runs.new(command="trap 'echo bye; exit 0' TERM; echo up; sleep 300 & wait")
+    holder = spell.runs.new(command="echo up; sleep 300", machine_type="T4")
+    waiting = spell.runs.new(command="echo never", machine_type="T4")
+    wait_for_line(stopped, "up")
+    wait_for_line(holder, "up")
+    wait_for_note(waiting, "waiting for a T4 machine")
+    waiting.stop()  # stopped in the queue: its actor never gets the node
+    waiting.wait_status("stopped", timeout=60)
+    stopped.stop()
+    holder.kill()
+    stopped.wait_status("stopped", timeout=60)
+    holder.wait_status("killed", timeout=60)
+    assert "bye" in [e.text for e in stopped.logs() if not e.status_event]
+    assert "never" not in [e.text for e in waiting.logs()]
+    after = spell.runs.new(command="echo next", machine_type="T4")  # the T4 is free again
+    after.wait_status("complete", timeout=60)
+
+
+@pytest.mark.timeout(900)
+def test_two_servers_on_one_store_and_the_cluster_survive_the_leader_killed(
+    tmp_path, ray_cluster, s3_server, postgres_url
+):
+    """Alice's and Bob's servers share one PostgreSQL store, one S3 SpellFS and the cluster:
+    the leader is killed (-9) while runs run; the standby leads within seconds and every run
+    finishes with each of its lines once."""
+    bucket = s3_server.new_bucket(f"team-{uuid.uuid4().hex[:12]}")
+    team = {"SPELL_DB_URL": postgres_url, "SPELL_FS_ROOT": f"s3://{bucket}/fs"}
+    homes = [
+        cluster_home(tmp_path, ray_cluster, s3_server, user, SPELL_USER=user, **team)
+        for user in ("alice", "bob")
+    ]
+    for h in homes:
+        h.start_server()
+    try:
+        clients = [h.client() for h in homes]
+        leader = next(i for i, c in enumerate(clients) if c.transport.json("GET", "")["leader"])
+        standby = 1 - leader
+        command = "for i in $(seq 1 10); do echo line $i; sleep 0.3; done"
+        runs = [clients[i % 2].runs.new(command=command) for i in range(4)]
+        wait_for_line(runs[0], "line 2")
+        os.kill(homes[leader].server_info()["pid"], signal.SIGKILL)
+        took_over = threading.Event()
+
+        def watch() -> None:
+            while not took_over.is_set():
+                if clients[standby].transport.json("GET", "")["leader"]:
+                    took_over.set()
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        began = time.monotonic()
+        watcher.start()
+        assert took_over.wait(30), "the standby did not take over"
+        assert time.monotonic() - began < 30
+        for run in runs:
+            run = clients[standby].runs.get(run.id)
+            run.wait_status("complete", timeout=120)
+            lines = [e.text for e in run.logs() if not e.status_event]
+            assert lines == [f"line {i}" for i in range(1, 11)]
+        assert sorted(r.owner for r in clients[standby].runs.list()) == ["alice"] * 2 + ["bob"] * 2
+    finally:
+        for h in homes:
+            h.spell("server", "stop")
