@@ -35,8 +35,8 @@ def is_spell_server_process(pid: int) -> bool:
         return False
 
 
-def free_ports(count: int = 1) -> list[int]:
-    """`count` distinct TCP ports of 127.0.0.1 free now (the process given them binds them a
+def free_ports(count: int = 1, address: str = "127.0.0.1") -> list[int]:
+    """`count` distinct TCP ports of `address` free now (the process given them binds them a
     moment later)."""
     import contextlib
     import socket
@@ -44,5 +44,5 @@ def free_ports(count: int = 1) -> list[int]:
     with contextlib.ExitStack() as held:  # all held at once: never the same port twice
         sockets = [held.enter_context(socket.socket()) for _ in range(count)]
         for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
+            sock.bind((address, 0))
         return [sock.getsockname()[1] for sock in sockets]

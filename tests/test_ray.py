@@ -234,3 +234,28 @@ def test_two_servers_on_one_store_and_the_cluster_survive_the_leader_killed(
     finally:
         for h in homes:
             h.spell("server", "stop")
+
+
+def test_a_workspace_on_the_t4_node_is_reached_through_the_hosts_proxy(on_cluster, ray_cluster):
+    from test_workspaces import execute_over_websocket, proxied, start, workspace_run
+
+    out = start(on_cluster, "gpu-ws", "-t", "T4")
+    assert "/spell/workspaces/gpu-ws/lab?token=" in out
+    run = workspace_run(on_cluster, "gpu-ws")
+    assert node_of(run, ray_cluster) == "b"
+    status, text = proxied(on_cluster, "gpu-ws/api/kernels", "POST", {"name": "python3"})
+    assert status == 201, text
+    kernel = json.loads(text)["id"]
+    seen = execute_over_websocket(
+        on_cluster, "gpu-ws", kernel, "import os; os.environ['CUDA_VISIBLE_DEVICES']"
+    )
+    assert seen == "'0'"  # the T4 node's GPU, in the workspace's kernel
+    assert on_cluster.spell("workspaces", "stop", "gpu-ws").returncode == 0
+    spell = on_cluster.client()
+    spell.runs.get(run.id).wait_status("stopped", timeout=120)
+
+
+def test_environment_flags_are_refused_by_name_on_the_cluster(on_cluster):
+    result = on_cluster.spell("run", "-f", "--pip", "six", "true")
+    assert result.returncode != 0 and "Ray backend" in result.stderr and "--pip" in result.stderr
+    assert on_cluster.client().runs.list() == []

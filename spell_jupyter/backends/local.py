@@ -18,7 +18,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from traitlets import Float
+from traitlets import Float, Unicode
 
 from ..errors import InvalidInput
 from ..models import WORKDIR, OutputLine, visible_envvars
@@ -45,6 +45,12 @@ class LocalBackend(HostBackend):
 
     output_check_interval = Float(
         0.05, help="Seconds between looks at a quiet run's output file (sooner after output)"
+    ).tag(config=True)
+
+    service_bind = Unicode(
+        "127.0.0.1",
+        help="The address a serving run (workspace, kernel) listens on: this host alone by "
+        "default; a Ray node's own address, so the leading server reaches it from its host",
     ).tag(config=True)
 
     def __init__(self, **kwargs):
@@ -88,15 +94,15 @@ class LocalBackend(HostBackend):
         if (state_dir / "shim.lock").exists():  # already started (a resumed launch)
             if request.service_token is not None:
                 ports = json.loads(env_file.read_text())[SERVICE_PORTS_ENV].split(",")
-                handle["addresses"] = [f"127.0.0.1:{port}" for port in ports]
+                handle["addresses"] = [f"{self.service_bind}:{port}" for port in ports]
                 handle["address"] = handle["addresses"][0]
             return handle
         state_dir.mkdir(parents=True, exist_ok=True)
         env = self._environment(request)
         if request.service_token is not None:
-            ports = free_ports(request.service_ports)
-            env.update(self.service_environment(request, ports, "127.0.0.1"))
-            handle["addresses"] = [f"127.0.0.1:{port}" for port in ports]
+            ports = free_ports(request.service_ports, self.service_bind)
+            env.update(self.service_environment(request, ports, self.service_bind))
+            handle["addresses"] = [f"{self.service_bind}:{port}" for port in ports]
             handle["address"] = handle["addresses"][0]
         env_file.write_text(json.dumps(env))
         env_file.chmod(0o600)  # it may hold the service's token

@@ -1,18 +1,21 @@
 """RayBackend: runs placed on a Ray cluster by Ray's own scheduler.
 
-Each run is a named, detached actor (`spell-run-<id>` in the backend's namespace) asking for
-its machine type's CPUs, memory and GPUs, and for the custom resource `spell-<TYPE>` when a
-node declares one (`ray start --resources '{"spell-T4": 1}'`). Ray queues the actor until a
-node has room, so a run waits in `machine_requested` for the cluster's free capacity. On its
-node the actor runs the command as the local backend does on one host (`ray_node.RunOnNode`);
-code, mounts and outputs travel through SpellFS on the shared root (an S3 bucket for a team).
-Everything needed to find a run again is its actor's name, so a new leader (on any host)
-reattaches.
+Each run reserves its machine type in a named, detached placement group (`spell-run-<id>` in
+the backend's namespace): its CPUs, memory and GPUs, and the custom resource `spell-<TYPE>`
+when a node declares one (`ray start --resources '{"spell-T4": 1}'`). Ray queues the group
+until a node has room, so a run waits in `machine_requested` for the cluster's free capacity.
+The run then executes on that node through the node's Spell agent (`ray_node.NodeAgent`, a
+named detached actor pinned to the node), as the local backend runs it on one host; code,
+mounts and outputs travel through SpellFS on the shared root (an S3 bucket for a team).
+Everything needed to find a run again is in Ray under names derived from its ID, so a new
+leader (on any host) reattaches.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import socket
 import threading
 from dataclasses import replace
@@ -34,7 +37,8 @@ from .base import (
     StatusListener,
 )
 
-ACTOR_PREFIX = "spell-run-"
+GROUP_PREFIX = "spell-run-"
+AGENT_PREFIX = "spell-node-"
 MIB = 1 << 20
 START_HINT = (
     "start one (`ray start --head`, then `ray start --address HEAD:6379` on each node) or "
@@ -42,8 +46,8 @@ START_HINT = (
 )
 
 
-def actor_name(run_id: int) -> str:
-    return f"{ACTOR_PREFIX}{run_id}"
+def group_name(run_id: int) -> str:
+    return f"{GROUP_PREFIX}{run_id}"
 
 
 def machine_resource(machine_type: str) -> str:
@@ -75,15 +79,17 @@ class RayBackend(Backend):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._connect_lock = threading.Lock()
-        self._actors: dict[int, Any] = {}
-        self._placing: dict[int, Any] = {}  # run -> ObjectRef of its actor's where()
-        self._watched: dict[Any, tuple[int, str]] = {}  # ObjectRef -> (run, "where"/"end")
-        self._placed: set[int] = set()  # runs whose actor holds its node's resources
+        self._groups: dict[int, Any] = {}  # run -> its placement group
+        self._placing: dict[int, Any] = {}  # run -> ObjectRef of its group's ready()
+        self._placed: dict[int, dict] = {}  # run -> where it was placed (node, node_ip, gpus)
+        self._agents: dict[str, Any] = {}  # node ID -> its Spell agent
+        self._launched: dict[int, str] = {}  # run -> the node its command was launched on
+        self._watched: dict[Any, tuple[int, str]] = {}  # ObjectRef -> (run, "placed"/"end")
         self._watch_lock = threading.Lock()
         self._on_change: StatusListener | None = None
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
-        self._remote_class = None
+        self._gpu_task = None
 
     # -- the cluster -----------------------------------------------------------------------------
 
@@ -149,30 +155,34 @@ class RayBackend(Backend):
             for n in self._nodes()
         ]
 
-    def _demand(self, resources: Resources, nodes: list[dict]) -> dict:
-        """The actor options asking for `resources` (the type's own resource when a node
+    def check_submission(self, *, gpus: int, wants_environment: bool) -> None:
+        if wants_environment:
+            raise InvalidInput(
+                "runs on the Ray backend execute as processes of each node's Python "
+                "environment (containers on the nodes are not built yet), so --framework, "
+                "--docker-image, --apt, --pip, --pip-req, --conda-file and --deps-from-env "
+                "cannot be honoured there: install what the run needs on the nodes"
+            )
+
+    def _demand(self, resources: Resources, nodes: list[dict]) -> dict[str, float]:
+        """The bundle reserving `resources` (with the type's own resource when a node
         declares it)."""
         custom = machine_resource(resources.machine_type)
-        declared = any(custom in n["Resources"] for n in nodes)
-        return {
-            "num_cpus": resources.cpus,
-            "num_gpus": resources.gpus,
-            "memory": resources.memory_mib * MIB or None,
-            "resources": {custom: 1} if declared else {},
+        bundle = {
+            "CPU": resources.cpus,
+            "GPU": resources.gpus,
+            "memory": resources.memory_mib * MIB,
         }
+        if any(custom in n["Resources"] for n in nodes):
+            bundle[custom] = 1
+        return {k: v for k, v in bundle.items() if v}
 
     def check_resources(self, resources: Resources) -> None:
         nodes = self._nodes()
         demand = self._demand(resources, nodes)
 
         def holds(node: dict) -> bool:
-            have = node["Resources"]
-            return (
-                have.get("CPU", 0) >= demand["num_cpus"]
-                and have.get("GPU", 0) >= demand["num_gpus"]
-                and have.get("memory", 0) >= (demand["memory"] or 0)
-                and all(have.get(k, 0) >= v for k, v in demand["resources"].items())
-            )
+            return all(node["Resources"].get(k, 0) >= v for k, v in demand.items())
 
         if any(holds(n) for n in nodes):
             return
@@ -190,106 +200,154 @@ class RayBackend(Backend):
 
     # -- placing ---------------------------------------------------------------------------------
 
-    def _actor_class(self):
-        if self._remote_class is None:
-            ray = self._ray()
-            from .ray_node import RunOnNode
-
-            self._remote_class = ray.remote(RunOnNode)
-        return self._remote_class
-
     def place(self, run_id: int, resources: Resources) -> dict | None:
+        if run_id in self._placed:
+            return self._placed[run_id]
         ray = self._ray()
-        actor = self._actors.get(run_id)
-        if actor is None:
-            demand = self._demand(resources, self._nodes())
-            actor = (
-                self._actor_class()
-                .options(
-                    name=actor_name(run_id),
-                    namespace=self.namespace,
-                    lifetime="detached",
-                    get_if_exists=True,
-                    max_restarts=0,
-                    max_concurrency=32,
-                    num_cpus=demand["num_cpus"],
-                    num_gpus=demand["num_gpus"],
-                    memory=demand["memory"],
-                    resources=demand["resources"],
-                )
-                .remote(run_id, self.fs.settings(), self.bucket_options)
+        group = self._group(run_id)
+        if group is None:
+            from ray.util import placement_group
+
+            bundle = self._demand(resources, self._nodes())
+            group = placement_group(
+                [bundle], strategy="STRICT_PACK", name=group_name(run_id), lifetime="detached"
             )
-            self._actors[run_id] = actor
+            self._groups[run_id] = group
         ref = self._placing.get(run_id)
         if ref is None:
-            ref = self._placing[run_id] = actor.where.remote()
-            self._watch(ref, run_id, "where")
+            ref = self._placing[run_id] = group.ready()
+            self._watch(ref, run_id, "placed")
         ready, _ = ray.wait([ref], timeout=0)
         if not ready:
             return None
         self._placing.pop(run_id, None)
-        try:
-            placed = ray.get(ref)
-        except ray.exceptions.RayError:  # the actor died before it was placed: place it again
-            self._forget(run_id)
-            return None
-        self._placed.add(run_id)
+        placed = self._where(group, resources.gpus)
+        self._placed[run_id] = placed
         return placed
 
-    def _actor(self, run_id: int):
-        """The run's actor, found by name after a restart (None when it is gone)."""
-        actor = self._actors.get(run_id)
-        if actor is None:
-            ray = self._ray()
+    def _group(self, run_id: int):
+        """The run's placement group, found by name after a restart (None: it has none)."""
+        group = self._groups.get(run_id)
+        if group is None:
+            from ray.util import get_placement_group
+
             try:
-                actor = ray.get_actor(actor_name(run_id), namespace=self.namespace)
+                group = get_placement_group(group_name(run_id))
             except ValueError:
                 return None
-            self._actors[run_id] = actor
-        return actor
+            self._groups[run_id] = group
+        return group
+
+    def _where(self, group, gpus: int) -> dict:
+        """The node a placed group is on, and the GPUs of that node it holds."""
+        ray = self._ray()
+        from ray.util import placement_group_table
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        node = placement_group_table(group)["bundles_to_node_id"][0]
+        ip = next((n["NodeManagerAddress"] for n in self._nodes() if n["NodeID"] == node), "")
+        indices: list[int] = []
+        if gpus:  # the GPUs Ray hands a task inside the group are the run's
+            from .ray_node import gpu_ids
+
+            if self._gpu_task is None:  # max_calls=0: GPU tasks reuse their worker process
+                self._gpu_task = ray.remote(max_calls=0)(gpu_ids)
+            task = self._gpu_task.options(
+                num_cpus=0,
+                num_gpus=gpus,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group),
+            )
+            indices = ray.get(task.remote(), timeout=self.call_timeout)
+        return {"node": node, "node_ip": ip, "gpus": indices}
+
+    def _agent(self, node: str):
+        """The Spell agent of `node` (made once; it serves every run placed there)."""
+        agent = self._agents.get(node)
+        if agent is not None:
+            return agent
+        ray = self._ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from .ray_node import NodeAgent
+
+        settings = self.fs.settings()
+        digest = hashlib.sha256(
+            json.dumps([settings, self.bucket_options], sort_keys=True, default=str).encode()
+        ).hexdigest()[:12]
+        agent = (
+            ray.remote(NodeAgent)
+            .options(
+                name=f"{AGENT_PREFIX}{node[:16]}-{digest}",  # one per node and SpellFS
+                namespace=self.namespace,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=0,
+                max_concurrency=256,
+                max_restarts=-1,  # restarted where its node lives on; its runs are found again
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+            )
+            .remote(settings, self.bucket_options)
+        )
+        self._agents[node] = agent
+        return agent
+
+    def _node_of(self, run_id: int) -> str:
+        placed = self._placed.get(run_id)
+        if placed is None:
+            group = self._group(run_id)
+            if group is None:
+                raise self._ray().exceptions.RayActorError()
+            from ray.util import placement_group_table
+
+            placed = {"node": placement_group_table(group)["bundles_to_node_id"][0]}
+        return placed["node"]
 
     def _forget(self, run_id: int) -> None:
-        self._actors.pop(run_id, None)
+        self._groups.pop(run_id, None)
         self._placing.pop(run_id, None)
-        self._placed.discard(run_id)
+        self._placed.pop(run_id, None)
 
-    def _call(self, run_id: int, method: str, *args, timeout: float | None = None):
-        """Call the run's actor and wait; an exception raised there is raised here as is."""
+    def _call(self, node: str, method: str, *args, timeout: float | None = None):
+        """Call the agent of `node` and wait; an exception raised there is raised here."""
         ray = self._ray()
-        actor = self._actor(run_id)
-        if actor is None:
-            raise ray.exceptions.RayActorError()
-        ref = getattr(actor, method).remote(*args)
+        if not any(n["NodeID"] == node for n in self._nodes()):
+            raise ray.exceptions.RayActorError()  # the node is gone, and its runs with it
+        ref = getattr(self._agent(node), method).remote(*args)
         try:
             return ray.get(ref, timeout=timeout or self.call_timeout)
         except ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             raise (cause if isinstance(cause, Exception) else exc) from None
 
+    def _run_call(self, run_id: int, method: str, *args, timeout: float | None = None):
+        return self._call(self._node_of(run_id), method, *args, timeout=timeout)
+
     # -- staging ---------------------------------------------------------------------------------
 
     def stage_code(self, request: LaunchRequest) -> StagedCode:
-        return self._call(request.run_id, "stage_code", request, timeout=3600)
+        return self._run_call(request.run_id, "stage_code", request, timeout=3600)
 
     def stage_mounts(self, request: LaunchRequest) -> list[str]:
-        return self._call(request.run_id, "stage_mounts", request, timeout=3600)
+        return self._run_call(request.run_id, "stage_mounts", request, timeout=3600)
 
     # -- the process -----------------------------------------------------------------------------
 
     def launch(self, request: LaunchRequest) -> dict:
+        if request.host_folder:  # a notebook's folder of the server's host is not on the node:
+            request = replace(request, host_folder=None)  # the kernel works in its run's folder
         if request.api is not None:  # this host's socket is out of reach: the API over TCP
             envvars = dict(request.envvars)
             if self.api_url:
                 envvars.update({"SPELL_BASE_URL": self.api_url, "SPELL_TOKEN": request.api.token})
             request = replace(request, api=None, envvars=envvars)
-        handle = self._call(request.run_id, "launch", request)
-        handle["actor"] = actor_name(request.run_id)
+        handle = self._run_call(request.run_id, "launch", request)
+        handle["group"] = group_name(request.run_id)
         self.attach(request.run_id, handle)
         return handle
 
     @staticmethod
     def _run_of(handle: dict) -> int:
-        return int(handle["actor"].removeprefix(ACTOR_PREFIX))
+        return int(handle["group"].removeprefix(GROUP_PREFIX))
 
     def _lost(self, handle: dict) -> ProcessStatus:
         where = handle.get("node_ip") or "?"
@@ -301,8 +359,8 @@ class RayBackend(Backend):
 
     def status(self, handle: dict) -> ProcessStatus:
         ray = self._ray()
-        try:
-            found = self._call(self._run_of(handle), "status")
+        try:  # asked of the node it was launched on (a lost node's group moves elsewhere)
+            found = self._call(handle["node"], "status", self._run_of(handle))
         except ray.exceptions.RayActorError:
             return self._lost(handle)
         except ray.exceptions.GetTimeoutError:
@@ -313,22 +371,23 @@ class RayBackend(Backend):
         self._on_change = on_change
 
     def attach(self, run_id: int, handle: dict) -> None:
-        ray = self._ray()
-        actor = self._actor(run_id)
-        if actor is None:
-            if self._on_change is not None:
-                self._on_change(run_id)  # gone while no one watched: its status says so
-            return
         with self._watch_lock:
             if (run_id, "end") in self._watched.values():
                 return
+            self._launched[run_id] = handle["node"]
+        self._await_end(run_id)
+
+    def _await_end(self, run_id: int) -> None:
+        """Watch for the end of a launched run's command (or of its node)."""
+        ray = self._ray()
+        node = self._launched[run_id]
         try:
-            ref = actor.wait_end.remote(30.0)
+            if not any(n["NodeID"] == node for n in self._nodes()):
+                raise ray.exceptions.RayActorError()
+            ref = self._agent(node).wait_end.remote(run_id, 30.0)
         except ray.exceptions.RayActorError:
-            ref = None
-        if ref is None:
             if self._on_change is not None:
-                self._on_change(run_id)
+                self._on_change(run_id)  # its node is gone: its status says so
             return
         self._watch(ref, run_id, "end")
 
@@ -342,7 +401,7 @@ class RayBackend(Backend):
                 self._monitor.start()
 
     def _monitor_loop(self) -> None:
-        """Tell the engine when a run is placed or its command ends (or its actor dies)."""
+        """Tell the engine when a run is placed or its command ends (or its node dies)."""
         ray = self._ray()
         while not self._stopping.is_set():
             with self._watch_lock:
@@ -356,17 +415,13 @@ class RayBackend(Backend):
                     run_id, what = self._watched.pop(ref, (None, ""))
                 if run_id is None:
                     continue
-                again = False
-                if what == "end":  # re-armed while the command still runs
+                if what == "end":  # watched again while the command still runs
                     try:
                         state = ray.get(ref)
-                        again = state is None or not state.ended
                     except ray.exceptions.RayError:
-                        again = False
-                if again:
-                    actor = self._actors.get(run_id)
-                    if actor is not None:
-                        self._watch(actor.wait_end.remote(30.0), run_id, "end")
+                        state = ProcessStatus(ProcessState.LOST)
+                    if (state is None or not state.ended) and run_id in self._launched:
+                        self._await_end(run_id)
                         continue
                 if self._on_change is not None:
                     self._on_change(run_id)
@@ -376,7 +431,9 @@ class RayBackend(Backend):
         run_id = self._run_of(handle)
         while not stop.is_set():
             try:
-                lines, cursor, done = self._call(run_id, "output", cursor, 1.0, timeout=30)
+                lines, cursor, done = self._call(
+                    handle["node"], "output", run_id, cursor, 1.0, timeout=30
+                )
             except ray.exceptions.GetTimeoutError:
                 continue
             except ray.exceptions.RayActorError:
@@ -389,7 +446,7 @@ class RayBackend(Backend):
     def signal(self, handle: dict, signum: int) -> bool:
         ray = self._ray()
         try:
-            return bool(self._call(self._run_of(handle), "signal", signum))
+            return bool(self._call(handle["node"], "signal", self._run_of(handle), signum))
         except ray.exceptions.RayActorError:
             return True  # nothing left to signal: its status is lost
 
@@ -399,51 +456,59 @@ class RayBackend(Backend):
             f"({str(handle.get('node', ''))[:12]}) as a local process"
         )
 
-    def stats(self, handle: dict) -> dict:
-        return self._call(self._run_of(handle), "stats")
-
     # -- after the process -----------------------------------------------------------------------
+
+    def _ran_on(self, run_id: int) -> str:
+        return self._launched.get(run_id) or self._node_of(run_id)
 
     def list_outputs(self, request: LaunchRequest) -> list[OutputFile]:
         ray = self._ray()
         try:
-            return self._call(request.run_id, "list_outputs", request, timeout=3600)
+            return self._call(self._ran_on(request.run_id), "list_outputs", request, timeout=3600)
         except ray.exceptions.RayActorError:
             return []  # the node is gone, and what the run wrote there with it
 
     def save_outputs(self, request: LaunchRequest, files: list[OutputFile]) -> None:
         ray = self._ray()
         with contextlib.suppress(ray.exceptions.RayActorError):  # its node is gone
-            self._call(request.run_id, "save_outputs", request, files, timeout=3600)
+            self._call(self._ran_on(request.run_id), "save_outputs", request, files, timeout=3600)
 
     def cleanup(self, run_id: int, handle: dict | None) -> None:
         ray = self._ray()
-        actor = self._actor(run_id)
-        placed = run_id in self._placed or handle is not None
-        self._forget(run_id)
-        if actor is None:
-            return
-        if placed:  # its node holds its folders (an actor still waiting for one holds none)
+        from ray.util import remove_placement_group
+
+        node = (handle or {}).get("node") or self._launched.get(run_id)
+        if node is None and run_id in self._placed:
+            node = self._placed[run_id]["node"]  # staged there, never launched
+        if node is not None:
             with contextlib.suppress(ray.exceptions.RayError):  # its node is gone
-                ray.get(actor.cleanup.remote(), timeout=120)
-        ray.kill(actor, no_restart=True)
+                self._call(node, "cleanup", run_id, timeout=120)
+        group = self._group(run_id)
+        if group is not None:
+            remove_placement_group(group)
+        self._forget(run_id)
+        self._launched.pop(run_id, None)
 
     def remove_leftovers(self, active_run_ids: set[int]) -> list[int]:
-        ray = self._ray()
-        from ray.util import list_named_actors
+        self._ray()
+        from ray.util import get_placement_group, placement_group_table, remove_placement_group
 
+        names = {
+            g.get("name", "")
+            for g in placement_group_table().values()
+            if g.get("state") != "REMOVED"
+        }
         removed = []
-        for name in list_named_actors(all_namespaces=False):
-            if not name.startswith(ACTOR_PREFIX) or not name[len(ACTOR_PREFIX) :].isdigit():
-                continue
-            run_id = int(name[len(ACTOR_PREFIX) :])
-            if run_id in active_run_ids:
+        for name in sorted(names):
+            run_id = name[len(GROUP_PREFIX) :] if name.startswith(GROUP_PREFIX) else ""
+            if not run_id.isdigit() or int(run_id) in active_run_ids:
                 continue
             try:
-                ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
+                group = get_placement_group(name)  # this namespace's alone
             except ValueError:
                 continue
-            removed.append(run_id)
+            remove_placement_group(group)
+            removed.append(int(run_id))
         return removed
 
     def close(self) -> None:
