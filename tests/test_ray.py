@@ -123,6 +123,34 @@ def test_an_unreachable_cluster_answers_503_with_how_to_start_one(tmp_path, s3_s
         home.spell("server", "stop")
 
 
+@pytest.mark.timeout(300)
+def test_the_server_outlives_its_cluster_and_keeps_the_runs_waiting(tmp_path, s3_server):
+    """The head of the cluster dies: the server (a Jupyter server: a user's Lab) lives on,
+    submissions answer 503 with how to start a cluster, and the queued run is still queued."""
+    from ray_cluster import RayCluster
+
+    cluster = RayCluster.start({"num_cpus": 1})
+    try:
+        home = cluster_home(tmp_path, cluster, s3_server)
+        home.start_server()
+        spell = home.client()
+        holder = spell.runs.new(command="echo up; sleep 300")
+        queued = spell.runs.new(command="echo later")
+        wait_for_line(holder, "up")
+        wait_for_note(queued, "waiting for a CPU machine")
+    finally:
+        cluster.shutdown()
+    try:
+        late = home.spell("run", "-f", "true", timeout=120)
+        assert late.returncode != 0 and "does not answer" in late.stderr, late.stderr
+        assert spell.transport.json("GET", "")["leader"]  # the same server, alive
+        queued.refresh()
+        assert queued.status == "machine_requested"
+        assert [r.id for r in spell.runs.list()] == [queued.id, holder.id]
+    finally:
+        home.spell("server", "stop")
+
+
 def test_a_node_dying_mid_run_ends_it_interrupted_naming_the_node(on_cluster, ray_cluster):
     node = ray_cluster.add("c", num_cpus=1, resources={"spell-Doomed": 1})
     try:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,8 +68,6 @@ class RayBackend(Backend):
 
     @default("address")
     def _default_address(self) -> str:
-        import os
-
         return os.environ.get("RAY_ADDRESS") or "auto"
 
     namespace = Unicode(
@@ -90,6 +90,7 @@ class RayBackend(Backend):
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
         self._gpu_task = None
+        self._gcs = ThreadPoolExecutor(2, thread_name_prefix="spell-ray-gcs")
 
     # -- the cluster -----------------------------------------------------------------------------
 
@@ -111,6 +112,9 @@ class RayBackend(Backend):
             host = urlsplit("//" + self.address.split("://")[-1]).hostname or ""
             if host in ("127.0.0.1", "localhost"):
                 options["_node_ip_address"] = "127.0.0.1"  # or Ray rewrites it and hangs
+            # A Ray driver ends its own process once the head has been gone this long (60 s by
+            # default): this process is a Jupyter server that must outlive its cluster.
+            os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(10 * 365 * 86400))
             try:
                 ray.init(**options)
             except Exception as exc:
@@ -134,11 +138,17 @@ class RayBackend(Backend):
             ) from exc
 
     def _nodes(self) -> list[dict]:
+        """The live nodes; Unavailable when the head does not answer within `call_timeout`
+        (a call to a head that is gone waits for it to come back)."""
         ray = self._ray()
+        asked = self._gcs.submit(ray.nodes)
         try:
-            return [n for n in ray.nodes() if n.get("Alive")]
+            return [n for n in asked.result(timeout=min(self.call_timeout, 10)) if n.get("Alive")]
         except Exception as exc:
-            raise Unavailable(f"the Ray cluster at {self.address} does not answer ({exc})") from exc
+            raise Unavailable(
+                f"the Ray cluster at {self.address} does not answer "
+                f"({exc or 'no answer in time'}); {START_HINT}"
+            ) from exc
 
     def capacity(self) -> list[dict]:
         return [
