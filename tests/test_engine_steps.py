@@ -492,3 +492,27 @@ def test_a_bayesian_search_proposes_points_inside_every_kind_of_range(harness):
             run.command
             == f"train --lr {point['lr']} --layers {point['layers']} --act {point['act']}"
         )
+
+
+def test_a_run_another_backend_launched_is_left_for_a_leader_with_that_backend(harness):
+    """A server of the same store started with another backend leads: it leaves the run as
+    it is (saying why) instead of driving it with the wrong backend."""
+
+    class OtherBackend(FakeBackend):
+        name = "other"
+
+    first = harness()
+    run = first.submit()
+    first.running(run)
+    first.close()
+    second = harness(backend_class=OtherBackend)
+    said = "it was started by the fake backend, and the server leading now runs the other"
+    second.until(lambda: any(said in n for n in second.notes(run)))
+    second.engine.tick()
+    assert second.status(run) == S.RUNNING
+    assert second.backend.processes == {}  # nothing asked of the wrong backend
+    second.close()
+    third = harness()
+    third.backend.processes = first.backend.processes  # the same machine
+    third.backend.exit(run, 0)
+    assert third.reaches(run, S.COMPLETE) == S.COMPLETE

@@ -125,7 +125,7 @@ def test_gpu_type_on_a_host_without_gpus_is_refused_at_submit(served):
 
 
 def test_gpu_usage_reads_nvidia_smi_for_the_runs_gpus_only(tmp_path, monkeypatch):
-    from spell_jupyter.engine.machine_types import gpu_usage
+    from spell_jupyter.gpus import gpu_usage
 
     fake = tmp_path / "nvidia-smi"  # stands in for the driver's tool: no GPU on CI
     fake.write_text(

@@ -25,8 +25,11 @@ CLUSTER_TYPES = {
 }
 
 
-def cluster_home(tmp_path, ray_cluster, s3_server, name: str = "spell-home", **env: str):
-    """A data directory whose server places runs on the cluster, SpellFS in a fresh bucket."""
+def cluster_home(
+    tmp_path, ray_cluster, s3_server, name: str = "spell-home", containers=False, **env: str
+):
+    """A data directory whose server places runs on the cluster, SpellFS in a fresh bucket;
+    runs are local processes of the nodes, or with `containers` Docker containers there."""
     folder = tmp_path / name
     folder.mkdir(exist_ok=True)
     bucket = s3_server.new_bucket(f"spell-{uuid.uuid4().hex[:12]}")
@@ -34,7 +37,12 @@ def cluster_home(tmp_path, ray_cluster, s3_server, name: str = "spell-home", **e
     home = make_home(folder, **env)
     home.path.mkdir(parents=True, exist_ok=True)
     (home.path / "config.json").write_text(
-        json.dumps({"SpellJupyter": {"machine_types": CLUSTER_TYPES}})
+        json.dumps(
+            {
+                "SpellJupyter": {"machine_types": CLUSTER_TYPES},
+                "RayBackend": {"node_containers": containers},
+            }
+        )
     )
     return home
 
@@ -151,24 +159,36 @@ def test_the_server_outlives_its_cluster_and_keeps_the_runs_waiting(tmp_path, s3
         home.spell("server", "stop")
 
 
-def test_a_node_dying_mid_run_ends_it_interrupted_naming_the_node(on_cluster, ray_cluster):
+def test_a_node_dying_mid_run_ends_it_interrupted_keeping_what_was_pushed(
+    on_cluster, ray_cluster
+):
+    from spell_jupyter.client.spellfs import SpellApiFileSystem
+
     node = ray_cluster.add("c", num_cpus=1, resources={"spell-Doomed": 1})
     try:
         home = on_cluster
         config = json.loads((home.path / "config.json").read_text())
         config["SpellJupyter"]["machine_types"]["Doomed"] = {"cpus": 1, "memory": "64MiB"}
+        config["RayBackend"]["output_push_interval"] = 0.5
         (home.path / "config.json").write_text(json.dumps(config))
         home.spell("server", "stop")
         home.start_server()
         spell = home.client()
-        run = spell.runs.new(command="echo alive; sleep 300", machine_type="Doomed")
+        command = "echo first > kept.txt; echo alive; sleep 300"
+        run = spell.runs.new(command=command, machine_type="Doomed")
         wait_for_line(run, "alive")
         assert node_of(run, ray_cluster) == "c"
+        fs = SpellApiFileSystem(spell)
+        deadline = time.monotonic() + 60
+        while not fs.exists(f"runs/{run.id}/kept.txt"):  # pushed while it runs
+            assert time.monotonic() < deadline, "the run's output was never pushed"
+            time.sleep(0.2)
     finally:
         ray_cluster.remove("c")
     run.wait_status("interrupted", timeout=120)
     said = " ".join(notes(run))
     assert "was lost" in said and node.node_id[:12] in said
+    assert fs.cat_file(f"runs/{run.id}/kept.txt") == b"first\n"  # what was pushed stays
 
 
 def test_the_workflow_example_runs_unchanged_on_the_cluster(on_cluster, tmp_path):
@@ -283,7 +303,69 @@ def test_a_workspace_on_the_t4_node_is_reached_through_the_hosts_proxy(on_cluste
     spell.runs.get(run.id).wait_status("stopped", timeout=120)
 
 
-def test_environment_flags_are_refused_by_name_on_the_cluster(on_cluster):
+def test_environment_flags_are_refused_by_name_without_containers_on_the_nodes(on_cluster):
     result = on_cluster.spell("run", "-f", "--pip", "six", "true")
-    assert result.returncode != 0 and "Ray backend" in result.stderr and "--pip" in result.stderr
+    assert result.returncode != 0 and "node_containers is off" in result.stderr
+    assert "--pip" in result.stderr
     assert on_cluster.client().runs.list() == []
+
+
+@pytest.fixture
+def containers_on_cluster(tmp_path, ray_cluster, s3_server):
+    """Runs in Docker containers of the nodes (the test base image as the default
+    framework); node b's (fake) GPU has no NVIDIA runtime, so T4 runs there are processes."""
+    from conftest import docker_env
+
+    frameworks = docker_env()["SPELL_FRAMEWORKS"]
+    home = cluster_home(
+        tmp_path, ray_cluster, s3_server, containers=True, SPELL_FRAMEWORKS=frameworks
+    )
+    home.start_server()
+    yield home
+    home.spell("server", "stop")
+
+
+@pytest.mark.docker
+def test_runs_on_nodes_with_docker_are_containers_of_their_environment_built_there(
+    containers_on_cluster, ray_cluster
+):
+    import docker
+
+    spell = containers_on_cluster.client()
+    script = (
+        "import six; from spell.metrics import send_metric; send_metric('loss', 0.25); "
+        "print('six', six.__version__)"
+    )
+    command = f'test -f /.dockerenv && echo in a container; python -c "{script}"; echo x > out.txt'
+    six = f"six!=0.0.{time.time_ns()}"  # a spec of its own: built now, on node a
+    built = spell.runs.new(command=command, machine_type="A", pip_packages=[six])
+    built.wait_status("complete", timeout=600)
+    said = notes(built)
+    assert node_of(built, ray_cluster) == "a"
+    assert any(n.startswith("Building environment spell-env:") for n in said), said
+    assert any("in Docker container" in n and "Running on Ray node" in n for n in said), said
+    lines = [e.text for e in built.logs() if not e.status_event]
+    assert "in a container" in lines and any(line.startswith("six ") for line in lines)
+    assert [v for _, _, v in built.metrics("loss")] == [0.25]  # the API over TCP, from inside
+    assert "out.txt" in [f.path.rsplit("/", 1)[-1] for f in spell.resources.ls(f"runs/{built.id}")]
+
+    again = spell.runs.new(command="python -c 'import six'", machine_type="A", pip_packages=[six])
+    again.wait_status("complete", timeout=120)
+    assert any(n.startswith("Retrieving cached environment spell-env:") for n in notes(again))
+    image = next(n for n in said if n.startswith("Building environment")).split()[-1]
+    docker.from_env().images.remove(image, force=True)
+
+    plain = spell.runs.new(command="test -f /.dockerenv && echo plain in a container; sleep 300")
+    wait_for_line(plain, "plain in a container")  # the default framework's image
+    stats = plain.stats()  # the container's, asked of its node's Docker Engine
+    assert stats["memory_limit_bytes"] == 128 << 20 and stats["gpus"] == []
+    plain.stop()
+    plain.wait_status("stopped", timeout=60)
+
+    # node b runs its GPU type as processes (no NVIDIA runtime): no environment for a GPU run
+    before = len(spell.runs.list())
+    refused = containers_on_cluster.spell("run", "-f", "-t", "T4", "--pip", "six", "true")
+    assert refused.returncode != 0 and "with the NVIDIA runtime" in refused.stderr
+    assert len(spell.runs.list()) == before  # no run was made
+    gpu = spell.runs.new(command="echo gpus=$CUDA_VISIBLE_DEVICES", machine_type="T4")
+    assert wait_for_line(gpu, "gpus=") == "gpus=0"

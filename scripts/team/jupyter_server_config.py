@@ -18,5 +18,10 @@ c.SpellJupyter.machine_types = {
     "CPU": {"cpus": 1, "memory": "2GiB"},
     "T4": {"cpus": 4, "memory": "16GiB", "gpu": "T4", "gpus": 1},
 }
+# The image node.sh builds on each node with Docker: runs there are containers of it (plus
+# what --pip/--apt/... add, built on the node that runs them).
+c.SpellJupyter.frameworks = {
+    "default": {"image": "spell/base:bookworm-py311", "packages": []},
+}
 # Runs on the nodes reach the leading server's API here: listen where the nodes see it.
 c.ServerApp.ip = "0.0.0.0"

@@ -190,6 +190,11 @@ class Backend(LoggingConfigurable, metaclass=BackendMeta):
         """The image-building capability, when the backend runs images."""
         return self if isinstance(self, ImageBuilder) else None
 
+    def images_for(self, placed: dict) -> ImageBuilder | None:
+        """The images a run placed at `placed` (its allocation: a cluster's node) runs in:
+        this host's for a single-host backend; None where it runs as a process."""
+        return self.images
+
     # -- before a run exists ---------------------------------------------------------------------
 
     def check_submission(self, *, gpus: int, wants_environment: bool) -> None:
@@ -280,6 +285,8 @@ class Backend(LoggingConfigurable, metaclass=BackendMeta):
         return f"Running on the {self.name} backend"
 
     def stats(self, handle: dict) -> dict:
+        """One sample of the running run's CPU %, memory, network and block I/O (and, from a
+        backend whose runs are on other machines, "gpus": their usage, sampled there)."""
         raise Conflict(f"the {self.name} backend has no resource statistics")
 
     # -- after the process (in the engine's save pool) -------------------------------------------

@@ -25,11 +25,13 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
-from traitlets import Float, Unicode
+from traitlets import Bool, Float, Unicode
 
 from ..errors import InvalidInput, Unavailable
 from ..models import WORKDIR, OutputLine, visible_envvars
+from ..processes import free_ports
 from .base import (
+    SERVICE_PORTS_ENV,
     BuildFailed,
     ImageBuilder,
     LaunchRequest,
@@ -69,6 +71,12 @@ class DockerBackend(HostBackend, ImageBuilder):
         "", help="Docker Engine URL (default: DOCKER_HOST, else the local socket)"
     ).tag(config=True)
     client_timeout = Float(120.0, help="Seconds a Docker API call may take").tag(config=True)
+    host_network = Bool(
+        False,
+        help="Containers share the host's network (as on a cluster's node, whose runs reach "
+        "the server by its URL): a serving run listens on free ports of `service_bind` "
+        "instead of published ones",
+    ).tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -203,7 +211,7 @@ class DockerBackend(HostBackend, ImageBuilder):
                 else f"{WORKDIR}/{request.cwd}".rstrip("/"),
                 environment=self._environment(request),
                 labels={LABEL_RUN: str(request.run_id), LABEL_HOME: self.home_key},
-                ports=_service_ports(request) or None,
+                ports=None if self.host_network else _service_ports(request) or None,
                 # Files the run writes must stay the engine's to move and delete.
                 user=f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else None,
                 host_config=self._host_config(request, self.host_mounts(request)),
@@ -230,9 +238,16 @@ class DockerBackend(HostBackend, ImageBuilder):
             "volumes": bool(request.mounts),
         }
         if request.service_token is not None:
-            handle["addresses"] = _published_addresses(attrs, _service_ports(request))
+            handle["addresses"] = self._service_addresses(request, attrs)
             handle["address"] = handle["addresses"][0]
         return handle
+
+    def _service_addresses(self, request: LaunchRequest, attrs: dict) -> list[str]:
+        """Where this host reaches a started serving run (one address per port)."""
+        if not self.host_network:
+            return _published_addresses(attrs, _service_ports(request))
+        env = dict(p.split("=", 1) for p in attrs["Config"].get("Env") or [] if "=" in p)
+        return [f"{self.service_bind}:{port}" for port in env[SERVICE_PORTS_ENV].split(",")]
 
     def _host_config(self, request: LaunchRequest, mounts: tuple[HostMount, ...] = ()) -> dict:
         from docker.types import DeviceRequest
@@ -253,7 +268,8 @@ class DockerBackend(HostBackend, ImageBuilder):
             limits["nano_cpus"] = int(request.cpus * 1e9)
         binds = {str(self.workdir(request.run_id)): {"bind": WORKDIR, "mode": "rw"}}
         if request.api is not None:  # the server's socket, and the client's packages
-            binds[request.api.socket_dir] = {"bind": CONTAINER_API_DIR, "mode": "ro"}
+            if not request.api.base_url:
+                binds[request.api.socket_dir] = {"bind": CONTAINER_API_DIR, "mode": "ro"}
             for name, folder in client_packages().items():
                 binds[str(folder)] = {"bind": f"{CONTAINER_LIB_DIR}/{name}", "mode": "ro"}
         for index, mount in enumerate(mounts):
@@ -262,7 +278,9 @@ class DockerBackend(HostBackend, ImageBuilder):
                 binds[volume] = {"bind": mount.target, "mode": "rw"}
             else:  # a file, or a folder whose path overlayfs options cannot hold
                 binds[str(mount.source)] = {"bind": mount.target, "mode": "ro"}
-        if request.service_token is not None:  # this host alone reaches it
+        if self.host_network:
+            limits["network_mode"] = "host"
+        elif request.service_token is not None:  # this host alone reaches it
             limits["port_bindings"] = {p: ("127.0.0.1", None) for p in _service_ports(request)}
         if request.host_folder:
             binds[request.host_folder] = {"bind": HOST_FOLDER, "mode": "rw"}
@@ -497,7 +515,11 @@ class DockerBackend(HostBackend, ImageBuilder):
                 request.run_id, request.api, CONTAINER_API_DIR, CONTAINER_LIB_DIR, pythonpath
             )
         )
-        env.update(self.service_environment(request, _service_ports(request), "0.0.0.0"))
+        if self.host_network and request.service_token is not None:
+            ports = free_ports(request.service_ports, self.service_bind)  # the host's own
+            env.update(self.service_environment(request, ports, self.service_bind))
+        else:
+            env.update(self.service_environment(request, _service_ports(request), "0.0.0.0"))
         env.update(
             PYTHONUNBUFFERED="1",
             TINI_KILL_PROCESS_GROUP="1",  # a stop signals the whole command, not just sh

@@ -51,6 +51,11 @@ class HostBackend(Backend):
     state_root = Unicode(help="The data directory's folder for this backend's state").tag(
         config=True
     )
+    service_bind = Unicode(
+        "127.0.0.1",
+        help="The address a serving run (workspace, kernel) listens on: this host alone by "
+        "default; a Ray node's own address, so the leading server reaches it from its host",
+    ).tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

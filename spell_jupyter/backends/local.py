@@ -18,7 +18,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from traitlets import Float, Unicode
+from traitlets import Float
 
 from ..errors import InvalidInput
 from ..models import WORKDIR, OutputLine, visible_envvars
@@ -45,12 +45,6 @@ class LocalBackend(HostBackend):
 
     output_check_interval = Float(
         0.05, help="Seconds between looks at a quiet run's output file (sooner after output)"
-    ).tag(config=True)
-
-    service_bind = Unicode(
-        "127.0.0.1",
-        help="The address a serving run (workspace, kernel) listens on: this host alone by "
-        "default; a Ray node's own address, so the leading server reaches it from its host",
     ).tag(config=True)
 
     def __init__(self, **kwargs):

@@ -5,8 +5,10 @@ the backend's namespace): its CPUs, memory and GPUs, and the custom resource `sp
 when a node declares one (`ray start --resources '{"spell-T4": 1}'`). Ray queues the group
 until a node has room, so a run waits in `machine_requested` for the cluster's free capacity.
 The run then executes on that node through the node's Spell agent (`ray_node.NodeAgent`, a
-named detached actor pinned to the node), as the local backend runs it on one host; code,
-mounts and outputs travel through SpellFS on the shared root (an S3 bucket for a team).
+named detached actor pinned to the node), as on one host: in a Docker container of its
+environment where the node's Docker Engine answers (built there by the engine through the
+agent: `NodeImages`), else as a local process; code, mounts and outputs travel through SpellFS
+on the shared root (an S3 bucket for a team).
 Everything needed to find a run again is in Ray under names derived from its ID, so a new
 leader (on any host) reattaches.
 """
@@ -19,16 +21,20 @@ import json
 import os
 import socket
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from traitlets import Float, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 
 from ..errors import InvalidInput, Unavailable
 from .base import (
     Backend,
+    BuildFailed,
+    ImageBuilder,
     LaunchRequest,
     OutputBatches,
     OutputFile,
@@ -42,6 +48,7 @@ from .base import (
 GROUP_PREFIX = "spell-run-"
 AGENT_PREFIX = "spell-node-"
 MIB = 1 << 20
+NODES_MAX_AGE = 2.0  # seconds the list of live nodes is taken as it was read
 START_HINT = (
     "start one (`ray start --head`, then `ray start --address HEAD:6379` on each node) or "
     "point RayBackend.address (or RAY_ADDRESS) at yours"
@@ -74,7 +81,20 @@ class RayBackend(Backend):
         "spell", help="The Ray namespace of the runs' actors (one per team store)"
     ).tag(config=True)
 
-    call_timeout = Float(60.0, help="Seconds a call to a run's actor may take").tag(config=True)
+    call_timeout = Float(60.0, help="Seconds a call to a node's agent may take").tag(config=True)
+
+    output_push_interval = Float(
+        300.0,
+        help="Seconds between pushes of what a running run wrote into SpellFS (runs/<id>), so a "
+        "node that dies loses only what came after the last push; 0: saved at the end only",
+    ).tag(config=True)
+
+    node_containers = Bool(
+        True,
+        help="Run each run in a Docker container of its environment on nodes whose Docker "
+        "Engine answers (GPU runs: where it has the NVIDIA runtime), as on one host; False: "
+        "always as local processes of the node's Python environment",
+    ).tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -83,7 +103,9 @@ class RayBackend(Backend):
         self._placing: dict[int, Any] = {}  # run -> ObjectRef of its group's ready()
         self._placed: dict[int, dict] = {}  # run -> where it was placed (node, node_ip, gpus)
         self._agents: dict[str, Any] = {}  # node ID -> its Spell agent
-        self._launched: dict[int, str] = {}  # run -> the node its command was launched on
+        self._launched: dict[int, dict] = {}  # run -> the handle of its launched command
+        self._infos: dict[str, dict] = {}  # node ID -> what its agent said of it
+        self._live: tuple[float, list[dict]] = (-NODES_MAX_AGE, [])  # when read, live nodes
         self._watched: dict[Any, tuple[int, str]] = {}  # ObjectRef -> (run, "placed"/"end")
         self._watch_lock = threading.Lock()
         self._on_change: StatusListener | None = None
@@ -118,10 +140,13 @@ class RayBackend(Backend):
             try:
                 ray.init(**options)
             except Exception as exc:
-                raise Unavailable(
-                    f"the Ray cluster at {self.address} does not answer ({exc}); {START_HINT}"
-                ) from exc
+                raise self._no_answer(exc) from exc
             return ray
+
+    def _no_answer(self, why: object) -> Unavailable:
+        return Unavailable(
+            f"the Ray cluster at {self.address} does not answer ({why}); {START_HINT}"
+        )
 
     def _check_reachable(self) -> None:
         """Fail fast where the head's port does not answer (ray.init would retry for long)."""
@@ -132,23 +157,26 @@ class RayBackend(Backend):
         try:
             socket.create_connection((location.hostname or "127.0.0.1", port), timeout=3).close()
         except OSError as exc:
-            raise Unavailable(
-                f"the Ray cluster at {self.address} does not answer ({exc.strerror or exc}); "
-                f"{START_HINT}"
-            ) from exc
+            raise self._no_answer(exc.strerror or exc) from exc
 
-    def _nodes(self) -> list[dict]:
-        """The live nodes; Unavailable when the head does not answer within `call_timeout`
-        (a call to a head that is gone waits for it to come back)."""
+    def _nodes(self, max_age: float = 0.0) -> list[dict]:
+        """The live nodes (as read at most `max_age` seconds ago); Unavailable when the head
+        does not answer within `call_timeout` (a call to a head that is gone waits for it)."""
+        read_at, nodes = self._live
+        if time.monotonic() - read_at <= max_age:
+            return nodes
         ray = self._ray()
         asked = self._gcs.submit(ray.nodes)
         try:
-            return [n for n in asked.result(timeout=min(self.call_timeout, 10)) if n.get("Alive")]
+            found = asked.result(timeout=min(self.call_timeout, 10))
         except Exception as exc:
-            raise Unavailable(
-                f"the Ray cluster at {self.address} does not answer "
-                f"({exc or 'no answer in time'}); {START_HINT}"
-            ) from exc
+            raise self._no_answer(exc or "no answer in time") from exc
+        nodes = [n for n in found if n.get("Alive")]
+        self._live = (time.monotonic(), nodes)
+        return nodes
+
+    def _alive(self, node: str) -> bool:
+        return any(n["NodeID"] == node for n in self._nodes(NODES_MAX_AGE))
 
     def capacity(self) -> list[dict]:
         return [
@@ -166,13 +194,43 @@ class RayBackend(Backend):
         ]
 
     def check_submission(self, *, gpus: int, wants_environment: bool) -> None:
-        if wants_environment:
+        if not wants_environment:
+            return
+        if not self.node_containers:
             raise InvalidInput(
-                "runs on the Ray backend execute as processes of each node's Python "
-                "environment (containers on the nodes are not built yet), so --framework, "
+                "runs on this Ray cluster execute as processes of each node's Python "
+                "environment (RayBackend.node_containers is off), so --framework, "
                 "--docker-image, --apt, --pip, --pip-req, --conda-file and --deps-from-env "
                 "cannot be honoured there: install what the run needs on the nodes"
             )
+        nodes = self._nodes(NODES_MAX_AGE)
+        if not any(self._containers_on(n["NodeID"], gpus) for n in nodes):
+            needs = " with the NVIDIA runtime" if gpus else ""
+            raise InvalidInput(
+                f"no node of the Ray cluster has a Docker Engine{needs} answering, so "
+                "--framework, --docker-image, --apt, --pip, --pip-req, --conda-file and "
+                "--deps-from-env cannot be honoured there: install Docker on the nodes "
+                "(scripts/team/node.sh) or install what the run needs on them"
+            )
+
+    def _info(self, node: str) -> dict:
+        """What the agent of `node` says of it (asked once per node)."""
+        if node not in self._infos:
+            self._infos[node] = self._call(node, "info")
+        return self._infos[node]
+
+    def _containers_on(self, node: str, gpus: int) -> bool:
+        """Whether runs (with `gpus` GPUs) on `node` are containers."""
+        if not self.node_containers:
+            return False
+        info = self._info(node)
+        return bool(info["docker"] and (info["nvidia"] or not gpus))
+
+    def images_for(self, placed: dict) -> ImageBuilder | None:
+        node = placed.get("node")
+        if node is None or not self._containers_on(node, len(placed.get("gpus") or ())):
+            return None
+        return NodeImages(self, node)
 
     def _demand(self, resources: Resources, nodes: list[dict]) -> dict[str, float]:
         """The bundle reserving `resources` (with the type's own resource when a node
@@ -218,7 +276,7 @@ class RayBackend(Backend):
         if group is None:
             from ray.util import placement_group
 
-            bundle = self._demand(resources, self._nodes())
+            bundle = self._demand(resources, self._nodes(NODES_MAX_AGE))
             group = placement_group(
                 [bundle], strategy="STRICT_PACK", name=group_name(run_id), lifetime="detached"
             )
@@ -251,11 +309,13 @@ class RayBackend(Backend):
     def _where(self, group, gpus: int) -> dict:
         """The node a placed group is on, and the GPUs of that node it holds."""
         ray = self._ray()
-        from ray.util import placement_group_table
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        node = placement_group_table(group)["bundles_to_node_id"][0]
-        ip = next((n["NodeManagerAddress"] for n in self._nodes() if n["NodeID"] == node), "")
+        node = _group_node(group)
+        ip = next(
+            (n["NodeManagerAddress"] for n in self._nodes(NODES_MAX_AGE) if n["NodeID"] == node),
+            "",
+        )
         indices: list[int] = []
         if gpus:  # the GPUs Ray hands a task inside the group are the run's
             from .ray_node import gpu_ids
@@ -281,13 +341,14 @@ class RayBackend(Backend):
         from .ray_node import NodeAgent
 
         settings = self.fs.settings()
+        options = [settings, self.bucket_options, self.node_containers, self.namespace]
         digest = hashlib.sha256(
-            json.dumps([settings, self.bucket_options], sort_keys=True, default=str).encode()
+            json.dumps(options, sort_keys=True, default=str).encode()
         ).hexdigest()[:12]
         agent = (
             ray.remote(NodeAgent)
             .options(
-                name=f"{AGENT_PREFIX}{node[:16]}-{digest}",  # one per node and SpellFS
+                name=f"{AGENT_PREFIX}{node[:16]}-{digest}",  # one per node, SpellFS and namespace
                 namespace=self.namespace,
                 lifetime="detached",
                 get_if_exists=True,
@@ -296,7 +357,7 @@ class RayBackend(Backend):
                 max_restarts=-1,  # restarted where its node lives on; its runs are found again
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
             )
-            .remote(settings, self.bucket_options)
+            .remote(settings, self.bucket_options, self.node_containers, digest)
         )
         self._agents[node] = agent
         return agent
@@ -307,9 +368,7 @@ class RayBackend(Backend):
             group = self._group(run_id)
             if group is None:
                 raise self._ray().exceptions.RayActorError()
-            from ray.util import placement_group_table
-
-            placed = {"node": placement_group_table(group)["bundles_to_node_id"][0]}
+            placed = {"node": _group_node(group)}
         return placed["node"]
 
     def _forget(self, run_id: int) -> None:
@@ -320,14 +379,27 @@ class RayBackend(Backend):
     def _call(self, node: str, method: str, *args, timeout: float | None = None):
         """Call the agent of `node` and wait; an exception raised there is raised here."""
         ray = self._ray()
-        if not any(n["NodeID"] == node for n in self._nodes()):
+        if not self._alive(node):  # its agent would wait for the node to come back
             raise ray.exceptions.RayActorError()  # the node is gone, and its runs with it
         ref = getattr(self._agent(node), method).remote(*args)
         try:
             return ray.get(ref, timeout=timeout or self.call_timeout)
         except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            raise (cause if isinstance(cause, Exception) else exc) from None
+            raise _cause(exc) from None
+
+    def _stream(self, node: str, method: str, *args, on_line: Callable[[str], None]) -> None:
+        """Call a streaming method of the agent of `node`, each line it yields to `on_line`."""
+        ray = self._ray()
+        if not self._alive(node):
+            raise BuildFailed(f"the Ray node {node[:12]} is gone")
+        try:
+            for ref in getattr(self._agent(node), method).remote(*args):
+                on_line(ray.get(ref))
+        except ray.exceptions.RayTaskError as exc:
+            cause = _cause(exc)
+            raise (cause if isinstance(cause, BuildFailed) else BuildFailed(str(cause))) from None
+        except ray.exceptions.RayError as exc:
+            raise BuildFailed(f"the Ray node {node[:12]} was lost ({exc})") from None
 
     def _run_call(self, run_id: int, method: str, *args, timeout: float | None = None):
         return self._call(self._node_of(run_id), method, *args, timeout=timeout)
@@ -346,18 +418,12 @@ class RayBackend(Backend):
         if request.host_folder:  # a notebook's folder of the server's host is not on the node:
             request = replace(request, host_folder=None)  # the kernel works in its run's folder
         if request.api is not None:  # this host's socket is out of reach: the API over TCP
-            envvars = dict(request.envvars)
-            if self.api_url:
-                envvars.update({"SPELL_BASE_URL": self.api_url, "SPELL_TOKEN": request.api.token})
-            request = replace(request, api=None, envvars=envvars)
-        handle = self._run_call(request.run_id, "launch", request)
+            api = replace(request.api, base_url=self.api_url) if self.api_url else None
+            request = replace(request, api=api)
+        handle = self._run_call(request.run_id, "launch", request, self.output_push_interval)
         handle["group"] = group_name(request.run_id)
         self.attach(request.run_id, handle)
         return handle
-
-    @staticmethod
-    def _run_of(handle: dict) -> int:
-        return int(handle["group"].removeprefix(GROUP_PREFIX))
 
     def _lost(self, handle: dict) -> ProcessStatus:
         where = handle.get("node_ip") or "?"
@@ -370,7 +436,7 @@ class RayBackend(Backend):
     def status(self, handle: dict) -> ProcessStatus:
         ray = self._ray()
         try:  # asked of the node it was launched on (a lost node's group moves elsewhere)
-            found = self._call(handle["node"], "status", self._run_of(handle))
+            found = self._call(handle["node"], "status", handle)
         except ray.exceptions.RayActorError:
             return self._lost(handle)
         except ray.exceptions.GetTimeoutError:
@@ -384,17 +450,17 @@ class RayBackend(Backend):
         with self._watch_lock:
             if (run_id, "end") in self._watched.values():
                 return
-            self._launched[run_id] = handle["node"]
+            self._launched[run_id] = handle
         self._await_end(run_id)
 
     def _await_end(self, run_id: int) -> None:
         """Watch for the end of a launched run's command (or of its node)."""
         ray = self._ray()
-        node = self._launched[run_id]
+        handle = self._launched[run_id]
         try:
-            if not any(n["NodeID"] == node for n in self._nodes()):
+            if not self._alive(handle["node"]):
                 raise ray.exceptions.RayActorError()
-            ref = self._agent(node).wait_end.remote(run_id, 30.0)
+            ref = self._agent(handle["node"]).wait_end.remote(handle, 30.0)
         except ray.exceptions.RayActorError:
             if self._on_change is not None:
                 self._on_change(run_id)  # its node is gone: its status says so
@@ -438,11 +504,10 @@ class RayBackend(Backend):
 
     def follow_output(self, handle: dict, cursor: str, stop: threading.Event) -> OutputBatches:
         ray = self._ray()
-        run_id = self._run_of(handle)
         while not stop.is_set():
             try:
                 lines, cursor, done = self._call(
-                    handle["node"], "output", run_id, cursor, 1.0, timeout=30
+                    handle["node"], "output", handle, cursor, 1.0, timeout=30
                 )
             except ray.exceptions.GetTimeoutError:
                 continue
@@ -456,20 +521,26 @@ class RayBackend(Backend):
     def signal(self, handle: dict, signum: int) -> bool:
         ray = self._ray()
         try:
-            return bool(self._call(handle["node"], "signal", self._run_of(handle), signum))
+            return bool(self._call(handle["node"], "signal", handle, signum))
         except ray.exceptions.RayActorError:
             return True  # nothing left to signal: its status is lost
 
+    def stats(self, handle: dict) -> dict:
+        return self._call(handle["node"], "stats", handle)
+
     def describe(self, handle: dict) -> str:
-        return (
-            f"Running on Ray node {handle.get('node_ip', '?')} "
-            f"({str(handle.get('node', ''))[:12]}) as a local process"
+        how = (
+            f"in Docker container {handle['name']} (image {handle['image']})"
+            if "container" in handle
+            else "as a local process"
         )
+        return f"Running on Ray node {handle.get('node_ip', '?')} ({handle['node'][:12]}) {how}"
 
     # -- after the process -----------------------------------------------------------------------
 
     def _ran_on(self, run_id: int) -> str:
-        return self._launched.get(run_id) or self._node_of(run_id)
+        launched = self._launched.get(run_id)
+        return launched["node"] if launched else self._node_of(run_id)
 
     def list_outputs(self, request: LaunchRequest) -> list[OutputFile]:
         ray = self._ray()
@@ -487,12 +558,13 @@ class RayBackend(Backend):
         ray = self._ray()
         from ray.util import remove_placement_group
 
-        node = (handle or {}).get("node") or self._launched.get(run_id)
+        handle = handle or self._launched.get(run_id)
+        node = (handle or {}).get("node")
         if node is None and run_id in self._placed:
             node = self._placed[run_id]["node"]  # staged there, never launched
         if node is not None:
             with contextlib.suppress(ray.exceptions.RayError):  # its node is gone
-                self._call(node, "cleanup", run_id, timeout=120)
+                self._call(node, "cleanup", run_id, handle, timeout=120)
         group = self._group(run_id)
         if group is not None:
             remove_placement_group(group)
@@ -525,3 +597,38 @@ class RayBackend(Backend):
         self._stopping.set()
         if self._monitor is not None:
             self._monitor.join(5)
+
+
+class NodeImages(ImageBuilder):
+    """The images of one node's Docker Engine, built and pulled there through its agent."""
+
+    def __init__(self, backend: RayBackend, node: str):
+        self.backend = backend
+        self.node = node
+
+    def has_image(self, image: str) -> bool:
+        return bool(self.backend._call(self.node, "has_image", image))
+
+    def image_id(self, image: str) -> str | None:
+        return self.backend._call(self.node, "image_id", image)
+
+    def pull_image(self, image: str, on_line: Callable[[str], None]) -> None:
+        self.backend._stream(self.node, "pull_lines", image, on_line=on_line)
+
+    def build_image(
+        self, dockerfile: str, files: dict[str, bytes], tag: str, on_line: Callable[[str], None]
+    ) -> None:
+        self.backend._stream(self.node, "build_lines", dockerfile, files, tag, on_line=on_line)
+
+
+def _group_node(group) -> str:
+    """The node a placed group's bundle is on."""
+    from ray.util import placement_group_table
+
+    return placement_group_table(group)["bundles_to_node_id"][0]
+
+
+def _cause(exc: Exception) -> Exception:
+    """What a Ray task raised on its node."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, Exception) else exc

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 from ..backends.base import Backend
 from ..errors import SpellError
+from ..gpus import gpu_usage
 from ..store.metrics import MetricPoint, MetricStore
-from .machine_types import gpu_usage
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,9 @@ class HardwareSampler:
         except Exception as exc:  # the container ended between the list and the sample
             log.debug("Spell: no statistics of run %s: %s", run_id, exc)
             return False
-        gpus = gpu_usage(gpu_indices) if gpu_indices else []
+        gpus = stats.pop("gpus", None)  # sampled where it runs (a cluster's node)
+        if gpus is None:
+            gpus = gpu_usage(gpu_indices) if gpu_indices else []
         now = datetime.now(timezone.utc)
         points = [MetricPoint(name, value, None, now) for name, value in samples(stats, gpus)]
         try:

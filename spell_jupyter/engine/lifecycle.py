@@ -36,6 +36,7 @@ from ..backends.base import (
     Backend,
     BuildFailed,
     CodeFailed,
+    ImageBuilder,
     LaunchRequest,
     MountFailed,
     MountRequest,
@@ -98,6 +99,7 @@ def holds_machine(run: ActiveRun) -> bool:
     return not (is_search(run) or run.spec.local)
 
 
+SUBMITTER = "submitter"  # the `backend` of a --local master: its submitter's machine
 PLACEMENT_NOTE_DELAY = 2.0  # seconds a cluster may take to place a run before it is "waiting"
 
 
@@ -450,6 +452,15 @@ class RunEngine(LoggingConfigurable):
         if run.spec.local:  # a workflow master on the submitter's machine
             self._step_local_master(run, this)
             return
+        foreign = self._launched_elsewhere(run)
+        if foreign:  # this engine cannot follow it: left as it is for a leader that can
+            self._note_waiting(
+                run,
+                f"waiting: it was started by the {foreign} backend, and the server leading "
+                f"now runs the {self.backend.name} backend; start the servers of this store "
+                f"with SpellJupyter.backend = '{foreign}'",
+            )
+            return
         if is_search(run):  # it holds no machine: its step creates and watches its runs
             if not this.due(run.id):
                 return  # its runs' ends and any request wake every run
@@ -464,6 +475,15 @@ class RunEngine(LoggingConfigurable):
                 return
             run = outcome
             this.dirty.add(run.id)
+
+    def _launched_elsewhere(self, run: ActiveRun) -> str | None:
+        """The backend that launched (or a cluster that placed) a run, when not this one's."""
+        if run.backend and run.backend != self.backend.name and run.backend != SUBMITTER:
+            return run.backend
+        placed_by = (run.allocation or {}).get("placed_by")  # a cluster's, not launched yet
+        if placed_by and placed_by != self.backend.name:
+            return placed_by
+        return None
 
     def _forget_gone(self, active: set[int]) -> None:
         """Drop what this process keeps for runs that are no longer active."""
@@ -545,6 +565,7 @@ class RunEngine(LoggingConfigurable):
             self._placing_since.pop(run.id, None)
             allocation = replace(allocation, gpu_indices=tuple(placed.get("gpus", ())))
             node = {k: placed[k] for k in ("node", "node_ip") if k in placed}
+            node["placed_by"] = self.backend.name
             where = placed.get("node_ip") or placed.get("node", "?")
             self.store.add_status_note(run.id, f"Placed on node {where}")
         this.held.append(allocation)
@@ -557,11 +578,23 @@ class RunEngine(LoggingConfigurable):
     def _step_building(self, run: ActiveRun, this: Pass) -> Step | ActiveRun:
         if run.requested_action is not None:
             return self._cancel(run)
-        if self.backend.images is not None and run.id not in self._prepared:
-            ready = self._prepare(run.id, self._environment_of(run))
+        images = self._images(run)
+        if images is not None and run.id not in self._prepared:
+            ready = self._prepare(run, images)
             if not ready:
                 return Step.WAIT if ready is None else Step.ENDED
             self._prepared.add(run.id)  # said once, however long the code takes
+        elif images is None and run.spec.wants_environment:  # a cluster's node without Docker
+            where = (run.allocation or {}).get("node_ip") or "the node it was placed on"
+            self.store.add_status_note(
+                run.id,
+                f"Build failed: {where} runs commands as local processes (no Docker Engine "
+                "there can run this machine type), so the run's environment cannot be built: "
+                "declare its machine type only on nodes with Docker",
+            )
+            self.store.set_status(run.id, Status.BUILD_FAILED, "Environment build failed")
+            self._cleanup(run.id, None)
+            return Step.ENDED
         if run.requested_action is not None:
             return self._cancel(run)
         if run.spec.code is not None:
@@ -695,7 +728,8 @@ class RunEngine(LoggingConfigurable):
 
     def _request(self, run: ActiveRun) -> LaunchRequest:
         allocation = self.allocation_of(run)
-        environment = self._environment_of(run) if self.backend.images is not None else None
+        images = self._images(run)
+        environment = self._environment_of(run, images) if images is not None else None
         workspace, kernel = run.spec.workspace, run.spec.kernel
         return LaunchRequest(
             run_id=run.id,
@@ -749,7 +783,7 @@ class RunEngine(LoggingConfigurable):
         (heartbeats, then its exit code, which ends it there); here it is only started, and
         ended `interrupted` when the reports stop."""
         if run.status == Status.MACHINE_REQUESTED:
-            self.store.set_handle(run.id, "submitter", {"heartbeat": time.time()})
+            self.store.set_handle(run.id, SUBMITTER, {"heartbeat": time.time()})
             self.store.set_status(
                 run.id, Status.RUNNING, "Running on the submitter's machine (--local)"
             )
@@ -901,29 +935,34 @@ class RunEngine(LoggingConfigurable):
         mtype = self.machine_types.types.get(run.spec.machine_type)  # runs from before 0002
         return Allocation(mtype.cpus, mtype.memory_mib) if mtype else Allocation(0, 0)
 
-    def _environment_of(self, run: ActiveRun) -> Environment:
+    def _images(self, run: ActiveRun) -> ImageBuilder | None:
+        """The images the run runs in (on a cluster: its node's), None for a process."""
+        return self.backend.images_for(run.allocation or {})
+
+    def _environment_of(self, run: ActiveRun, images: ImageBuilder) -> Environment:
         """The run's environment, worked out (CA files read, context hashed) once per run."""
         if run.id not in self._environments:
             environment = environment_for(
                 run.spec, self.frameworks, self.ca_files, self.pip_installer
             )
-            images = self.backend.images
-            if environment.context is not None and images is not None:
+            if environment.context is not None:
                 base_id = images.image_id(environment.base_image) or ""
                 context = dataclasses.replace(environment.context, base_id=base_id)
                 environment = dataclasses.replace(environment, context=context)
             self._environments[run.id] = environment
         return self._environments[run.id]
 
-    def _prepare(self, run_id: int, environment: Environment) -> bool | None:
-        """Make sure the run's image exists: True when it does, None while it is being built
-        or pulled (output streams into the run's logs), False when that failed."""
-        images = self.backend.images
-        assert images is not None
+    def _prepare(self, run: ActiveRun, images: ImageBuilder) -> bool | None:
+        """Make sure the run's image exists (where it runs: a cluster's node has its own):
+        True when it does, None while it is being built or pulled (output streams into the
+        run's logs), False when that failed."""
+        run_id = run.id
+        environment = self._environment_of(run, images)
         image = environment.image
-        build = self._builds.get(image)
+        key = f"{(run.allocation or {}).get('node', '')}/{image}"
+        build = self._builds.get(key)
         if build is None:
-            if self._image_exists(image):
+            if self._image_exists(key, image, images):
                 if environment.context is not None:
                     self.store.add_status_note(run_id, f"Retrieving cached environment {image}")
                 return True
@@ -938,7 +977,7 @@ class RunEngine(LoggingConfigurable):
                 )
             build = _Build(self.pools["build"].submit(self._build, run_id, work), run_id)
             build.future.add_done_callback(lambda _: self.wake())
-            self._builds[image] = build
+            self._builds[key] = build
         if not build.future.done():
             if run_id != build.run_id and run_id not in self._noted_waiting:
                 self._noted_waiting.add(run_id)
@@ -953,24 +992,22 @@ class RunEngine(LoggingConfigurable):
                 self.store.add_status_note(run_id, f"Retrieving cached environment {image}")
             return True
         if run_id == build.run_id:
-            self._builds.pop(image, None)  # a later run may try again
+            self._builds.pop(key, None)  # a later run may try again
         message = str(error) if isinstance(error, BuildFailed) else repr(error)
         self.store.add_status_note(run_id, f"Build failed: {message}")
         self.store.set_status(run_id, Status.BUILD_FAILED, "Environment build failed")
         self._cleanup(run_id, None)
         return False
 
-    def _image_exists(self, image: str) -> bool:
-        """Whether the image exists, asked of the backend at most once a minute per image
-        that did (one API call less per run; a removed image fails its launch, retried)."""
+    def _image_exists(self, key: str, image: str, images: ImageBuilder) -> bool:
+        """Whether the image exists, asked at most once a minute per image (and node) that
+        did (one API call less per run; a removed image fails its launch, retried)."""
         now = time.monotonic()
-        if now - self._images_seen.get(image, -math.inf) < IMAGE_RECHECK_SECONDS:
+        if now - self._images_seen.get(key, -math.inf) < IMAGE_RECHECK_SECONDS:
             return True
-        images = self.backend.images
-        assert images is not None
         if not images.has_image(image):
             return False
-        self._images_seen[image] = now
+        self._images_seen[key] = now
         return True
 
     def _build(self, run_id: int, work) -> None:

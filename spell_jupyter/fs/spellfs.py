@@ -390,18 +390,17 @@ class SpellFileSystem(AbstractFileSystem):
         return target_fs, target
 
     def save_run_outputs(
-        self, run_id: int, workdir: Path, files: Iterable[tuple[str, str]]
+        self, run_id: int, workdir: Path, files: Iterable[tuple[str, str]], copy: bool = False
     ) -> None:
-        """Move (local root) or upload files of a run to `runs/<id>/`: (local source, relative
-        destination) pairs. Only the engine writes here."""
+        """Move (local root; `copy`: copy, as for a run still running) or upload files of a
+        run to `runs/<id>/`: (local source, relative destination) pairs. Only the engine (and
+        a cluster node's agent for it) writes here."""
         dest_root = self._join(self.root_path, run_path(run_id))
         for source, rel in files:
             dest = self._join(dest_root, rel)
             if self.is_local:
                 self._makedirs_private(dest_root, os.path.dirname(dest))
-                try:
-                    os.replace(source, dest)
-                except OSError:
+                if copy or not _moved(source, dest):
                     shutil.copy2(source, dest, follow_symlinks=False)
                 if not os.path.islink(dest):
                     mode = os.lstat(dest).st_mode & 0o7777
@@ -523,3 +522,12 @@ def _mtime(info: dict) -> float | None:
 def _sort_key(info: dict):
     base = posixpath.basename(info["name"])
     return (int(base) if base.isdigit() else float("inf"), base)
+
+
+def _moved(source: str, dest: str) -> bool:
+    """Move by a rename where one works (the same file system)."""
+    try:
+        os.replace(source, dest)
+    except OSError:
+        return False
+    return True

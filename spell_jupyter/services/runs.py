@@ -8,8 +8,9 @@ import time
 
 from ..engine import RunControl
 from ..engine.environments import Frameworks
-from ..engine.machine_types import MachineTypes, gpu_usage
+from ..engine.machine_types import MachineTypes
 from ..errors import Conflict, InvalidInput, NotFound
+from ..gpus import gpu_usage
 from ..models import (
     LocalReport,
     LogEntry,
@@ -296,8 +297,10 @@ class RunManager:
         if run.status != Status.RUNNING:
             raise Conflict(f"run {run_id} is {run.status.value}: statistics exist while it runs")
         stats = self.engine.run_stats(self.store.handle_of(run_id) or {})
-        gpus = (run.allocation or {}).get("gpus") or []
-        return {"run_id": run_id, **stats, "gpus": gpu_usage(gpus) if gpus else []}
+        if "gpus" not in stats:  # sampled here: the run's GPUs are this host's
+            gpus = (run.allocation or {}).get("gpus") or []
+            stats["gpus"] = gpu_usage(gpus) if gpus else []
+        return {"run_id": run_id, **stats}
 
     def status_of(self, run_id: int) -> Status:
         return self.store.status_of(run_id)
