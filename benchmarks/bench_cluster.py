@@ -4,8 +4,9 @@ the same process run.
     .venv/bin/python benchmarks/bench_cluster.py [--runs 10] [--queued 200] [--base IMAGE]
 
 Figures (throw-away SPELL_HOMEs, warm servers, SpellFS on a local folder):
-- Submit -> running (the run's status history) of `sleep 1` runs on a warm two-node cluster,
-  against the single-host Docker backend (where a Docker Engine answers) and the local backend.
+- Submit -> running (the run's status history) of `sleep 1` runs on a warm two-node cluster:
+  as Docker containers of the base image on the nodes against the single-host Docker backend
+  (where a Docker Engine answers), and as processes of the nodes against the local backend.
 - --queued `true` runs submitted at once on the same warm cluster: of a machine type only node a
   declares (one node), then of type CPU (either node; 2 CPUs each, 1 CPU a run): runs/s, and
   the ratio (throughput should scale with the nodes).
@@ -38,13 +39,19 @@ TYPES = {
 
 
 class ClusterServer(Server):
-    """A `spell server` placing runs on `cluster`."""
+    """A `spell server` placing runs on `cluster`: as processes of the nodes, or with `base`
+    as Docker containers of that image there."""
 
-    def __init__(self, home: Path, cluster: RayCluster):
-        super().__init__(home, "ray", "unused")
+    def __init__(self, home: Path, cluster: RayCluster, base: str | None = None):
+        super().__init__(home, "ray", base or "unused")
         self.env.update(cluster.env())
-        self.env.pop("SPELL_FRAMEWORKS", None)
-        (home / "config.json").write_text(json.dumps({"SpellJupyter": {"machine_types": TYPES}}))
+        if base is None:
+            self.env.pop("SPELL_FRAMEWORKS", None)
+        config = {
+            "SpellJupyter": {"machine_types": TYPES},
+            "RayBackend": {"node_containers": base is not None},
+        }
+        (home / "config.json").write_text(json.dumps(config))
 
 
 def submit_to_running(server: Server, count: int, label: str, **options) -> float:
@@ -102,10 +109,15 @@ def main() -> None:
     cluster = RayCluster.start({"num_cpus": 2, "resources": {"spell-A": 2}})
     try:
         cluster.add("b", num_cpus=2, num_gpus=1, resources={"spell-T4": 1})
+        if "docker" in baselines:
+            with ClusterServer(root / "containers", cluster, args.base) as server:
+                label = "warm two-node Ray cluster, Docker containers on the nodes"
+                ray = submit_to_running(server, args.runs, label)
+                print(f"  cluster overhead over docker: {ray - baselines['docker']:+.3f} s per run")
         with ClusterServer(root / "cluster", cluster) as server:
-            ray = submit_to_running(server, args.runs, "warm two-node Ray cluster")
-            for name, base in baselines.items():
-                print(f"  cluster overhead over {name}: {ray - base:+.3f} s per run")
+            label = "warm two-node Ray cluster, processes on the nodes"
+            ray = submit_to_running(server, args.runs, label)
+            print(f"  cluster overhead over local: {ray - baselines['local']:+.3f} s per run")
             # one node: machine type A, which node a alone holds; two: type CPU, either node
             one = throughput(server, args.queued, "one node (2 CPUs)", machine_type="A")
             two = throughput(server, args.queued, "two nodes (2 CPUs each)")

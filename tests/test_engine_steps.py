@@ -516,3 +516,18 @@ def test_a_run_another_backend_launched_is_left_for_a_leader_with_that_backend(h
     third.backend.processes = first.backend.processes  # the same machine
     third.backend.exit(run, 0)
     assert third.reaches(run, S.COMPLETE) == S.COMPLETE
+
+
+def test_a_run_wanting_an_environment_where_no_images_are_built_fails_saying_so(harness):
+    """A cluster's node without a Docker Engine got a run with --pip: it ends build_failed
+    with the reason, never runs without its packages."""
+
+    class ProcessesOnly(FakeBackend):
+        def images_for(self, placed: dict):
+            return None
+
+    h = harness(backend_class=ProcessesOnly)
+    run = h.submit(pip_packages=["six"])
+    assert h.reaches(run, S.BUILD_FAILED) == S.BUILD_FAILED
+    assert any("runs commands as local processes" in n for n in h.notes(run))
+    assert run not in h.backend.processes
