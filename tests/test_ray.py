@@ -159,9 +159,7 @@ def test_the_server_outlives_its_cluster_and_keeps_the_runs_waiting(tmp_path, s3
         home.spell("server", "stop")
 
 
-def test_a_node_dying_mid_run_ends_it_interrupted_keeping_what_was_pushed(
-    on_cluster, ray_cluster
-):
+def test_a_node_dying_mid_run_ends_it_interrupted_keeping_what_was_pushed(on_cluster, ray_cluster):
     from spell_jupyter.client.spellfs import SpellApiFileSystem
 
     node = ray_cluster.add("c", num_cpus=1, resources={"spell-Doomed": 1})
