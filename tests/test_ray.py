@@ -367,3 +367,35 @@ def test_runs_on_nodes_with_docker_are_containers_of_their_environment_built_the
     assert len(spell.runs.list()) == before  # no run was made
     gpu = spell.runs.new(command="echo gpus=$CUDA_VISIBLE_DEVICES", machine_type="T4")
     assert wait_for_line(gpu, "gpus=") == "gpus=0"
+
+
+def test_a_timeout_stops_a_run_on_the_cluster(on_cluster):
+    spell = on_cluster.client()
+    run = spell.runs.new(
+        command="trap 'echo timed out; exit 0' TERM; echo up; sleep 300 & wait", timeout=0.02
+    )
+    run.wait_status("stopped", timeout=120)
+    said = notes(run)
+    assert any("Run timed out after 0.02 minutes" in n for n in said), said
+    assert "timed out" in [e.text for e in run.logs() if not e.status_event]
+
+
+@pytest.mark.docker
+def test_a_workspace_in_a_container_on_a_node_is_reached_through_the_hosts_proxy(
+    containers_on_cluster, ray_cluster
+):
+    from test_workspaces import execute_over_websocket, proxied, start, workspace_run
+
+    start(containers_on_cluster, "box-ws", "-t", "A")
+    run = workspace_run(containers_on_cluster, "box-ws")
+    assert node_of(run, ray_cluster) == "a"
+    assert any("in Docker container" in n for n in notes(run))
+    status, text = proxied(containers_on_cluster, "box-ws/api/kernels", "POST", {"name": "python3"})
+    assert status == 201, text
+    kernel = json.loads(text)["id"]
+    seen = execute_over_websocket(
+        containers_on_cluster, "box-ws", kernel, "import os; os.path.exists('/.dockerenv')"
+    )
+    assert seen == "True"
+    assert containers_on_cluster.spell("workspaces", "stop", "box-ws").returncode == 0
+    containers_on_cluster.client().runs.get(run.id).wait_status("stopped", timeout=120)
