@@ -141,6 +141,7 @@ class FakeBackend(Backend, ImageBuilder):
                 lines = process.lines[position:]
                 ended = process.state != ProcessState.RUNNING
             if lines:
+                self._step("follow_output")  # a read that fails (told by the test)
                 position += len(lines)
                 yield lines, str(position)
             elif ended:

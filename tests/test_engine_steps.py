@@ -336,6 +336,19 @@ def test_a_new_leader_reattaches_and_reads_on_from_the_stored_cursor(harness):
     assert second.output(run) == ["before", "after"]  # nothing lost, nothing twice
 
 
+def test_a_read_of_the_output_that_fails_is_taken_up_from_the_stored_cursor(harness):
+    h = harness()
+    run = h.submit()
+    h.running(run)
+    h.backend.print(run, "one")
+    h.until(lambda: h.output(run) == ["one"])
+    h.backend.failures["follow_output"] = OSError("the node did not answer")
+    h.backend.print(run, "two", "three")
+    h.backend.exit(run, 0)
+    h.reaches(run, S.COMPLETE)
+    assert h.output(run) == ["one", "two", "three"]  # nothing lost, nothing twice
+
+
 def test_a_store_error_during_the_leftover_sweep_deletes_nothing(tmp_path, monkeypatch):
     h = Harness(tmp_path, backend_class=LocalBackend)
     try:

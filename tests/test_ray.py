@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -236,6 +237,22 @@ def test_stop_and_kill_of_runs_on_the_cluster(on_cluster):
     after.wait_status("complete", timeout=60)
 
 
+# A run that reaches the API from its node before and after a change of leader.
+AFTER_GO = """
+import os, time, spell.client
+from spell.metrics import send_metric
+run = spell.client.from_environment().runs.get(int(os.environ["SPELL_RUN_ID"]))
+print("waiting for go", flush=True)
+while "go" not in run.labels:
+    time.sleep(0.2)
+    try:
+        run.refresh()
+    except Exception:
+        pass  # no leader for a moment
+send_metric("after", 1)
+"""
+
+
 @pytest.mark.timeout(900)
 def test_two_servers_on_one_store_and_the_cluster_survive_the_leader_killed(
     tmp_path, ray_cluster, s3_server, postgres_url
@@ -257,6 +274,8 @@ def test_two_servers_on_one_store_and_the_cluster_survive_the_leader_killed(
         standby = 1 - leader
         command = "for i in $(seq 1 10); do echo line $i; sleep 0.3; done"
         runs = [clients[i % 2].runs.new(command=command) for i in range(4)]
+        talker = clients[leader].runs.new(command=f"python -c {shlex.quote(AFTER_GO)}")
+        wait_for_line(talker, "waiting for go")
         wait_for_line(runs[0], "line 2")
         os.kill(homes[leader].server_info()["pid"], signal.SIGKILL)
         took_over = threading.Event()
@@ -277,7 +296,12 @@ def test_two_servers_on_one_store_and_the_cluster_survive_the_leader_killed(
             run.wait_status("complete", timeout=120)
             lines = [e.text for e in run.logs() if not e.status_event]
             assert lines == [f"line {i}" for i in range(1, 11)]
-        assert sorted(r.owner for r in clients[standby].runs.list()) == ["alice"] * 2 + ["bob"] * 2
+        talker = clients[standby].runs.get(talker.id)
+        talker.add_label("go")  # it asks, then sends, through its node's relay to the new leader
+        talker.wait_status("complete", timeout=120)
+        assert [value for _, _, value in talker.metrics("after")] == [1]
+        owners = sorted(r.owner for r in clients[standby].runs.list())
+        assert owners == ["alice"] * (2 + (leader == 0)) + ["bob"] * (2 + (leader == 1))
     finally:
         for h in homes:
             h.spell("server", "stop")

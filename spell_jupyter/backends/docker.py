@@ -268,8 +268,7 @@ class DockerBackend(HostBackend, ImageBuilder):
             limits["nano_cpus"] = int(request.cpus * 1e9)
         binds = {str(self.workdir(request.run_id)): {"bind": WORKDIR, "mode": "rw"}}
         if request.api is not None:  # the server's socket, and the client's packages
-            if not request.api.base_url:
-                binds[request.api.socket_dir] = {"bind": CONTAINER_API_DIR, "mode": "ro"}
+            binds[request.api.socket_dir] = {"bind": CONTAINER_API_DIR, "mode": "ro"}
             for name, folder in client_packages().items():
                 binds[str(folder)] = {"bind": f"{CONTAINER_LIB_DIR}/{name}", "mode": "ro"}
         for index, mount in enumerate(mounts):

@@ -103,6 +103,7 @@ class RayBackend(Backend):
         self._placing: dict[int, Any] = {}  # run -> ObjectRef of its group's ready()
         self._placed: dict[int, dict] = {}  # run -> where it was placed (node, node_ip, gpus)
         self._agents: dict[str, Any] = {}  # node ID -> its Spell agent
+        self._told: set[str] = set()  # nodes whose agent relays its runs' API calls here
         self._launched: dict[int, dict] = {}  # run -> the handle of its launched command
         self._infos: dict[str, dict] = {}  # node ID -> what its agent said of it
         self._live: tuple[float, list[dict]] = (-NODES_MAX_AGE, [])  # when read, live nodes
@@ -331,10 +332,20 @@ class RayBackend(Backend):
         return {"node": node, "node_ip": ip, "gpus": indices}
 
     def _agent(self, node: str):
-        """The Spell agent of `node` (made once; it serves every run placed there)."""
-        agent = self._agents.get(node)
-        if agent is not None:
-            return agent
+        """The Spell agent of `node` (made once; it serves every run placed there), told of
+        this server once when it leads."""
+        agent = self._agents.get(node) or self._new_agent(node)
+        if self._on_change is not None and self.api_url and node not in self._told:
+            ray = self._ray()
+            try:
+                ray.get(agent.lead.remote(self.api_url), timeout=self.call_timeout)
+            except ray.exceptions.RayError as exc:  # told again at the next call
+                self.log.warning("Spell: the agent of Ray node %s was not told: %s", node, exc)
+            else:
+                self._told.add(node)
+        return agent
+
+    def _new_agent(self, node: str):
         ray = self._ray()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -417,9 +428,8 @@ class RayBackend(Backend):
     def launch(self, request: LaunchRequest) -> dict:
         if request.host_folder:  # a notebook's folder of the server's host is not on the node:
             request = replace(request, host_folder=None)  # the kernel works in its run's folder
-        if request.api is not None:  # this host's socket is out of reach: the API over TCP
-            api = replace(request.api, base_url=self.api_url) if self.api_url else None
-            request = replace(request, api=api)
+        if request.api is not None and not self.api_url:  # no server to relay to
+            request = replace(request, api=None)
         handle = self._run_call(request.run_id, "launch", request, self.output_push_interval)
         handle["group"] = group_name(request.run_id)
         self.attach(request.run_id, handle)
@@ -444,7 +454,10 @@ class RayBackend(Backend):
         return found or ProcessStatus(ProcessState.STARTING)
 
     def watch(self, on_change: StatusListener) -> None:
+        """This process leads the runs now: their status changes go to `on_change`, and the
+        agents (as each is first called) relay their runs' API calls to this server."""
         self._on_change = on_change
+        self._told.clear()
 
     def attach(self, run_id: int, handle: dict) -> None:
         with self._watch_lock:

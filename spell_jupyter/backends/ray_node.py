@@ -20,10 +20,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from ..fs.spellfs import SpellFileSystem
 from ..gpus import gpu_usage
+from .api_relay import ApiRelay
 from .base import Backend, LaunchRequest, OutputFile, ProcessStatus, StagedCode
 from .docker import DockerBackend
 from .host import HostBackend
@@ -144,12 +146,14 @@ class NodeAgent:
             "bucket_options": bucket_options,
             "service_bind": self.node_ip,  # workspaces, kernels: reached from the server's host
         }
+        self.relay = ApiRelay(home / "api")  # runs here reach the leading server through it
         self._changed = threading.Condition()
         self.local = LocalBackend(**options)
         self.local.watch(self._on_change)
         self.docker: DockerBackend | None = None
         if containers:
-            docker = DockerBackend(**options, host_network=True)  # runs reach the server's URL
+            # the host's network: workspaces and kernels listen on the node's address
+            docker = DockerBackend(**options, host_network=True)
             if docker.answers():
                 self.docker = docker
                 docker.watch(self._on_change)
@@ -172,6 +176,10 @@ class NodeAgent:
         if self.docker is None:
             raise RuntimeError(f"no Docker Engine answers on Ray node {self.node_ip}")
         return self.docker
+
+    def lead(self, api_url: str) -> None:
+        """The server at `api_url` leads the runs now: runs here reach the API there."""
+        self.relay.lead(api_url)
 
     def info(self) -> dict:
         """Where the agent is, and whether runs here can be containers (with GPUs)."""
@@ -211,6 +219,8 @@ class NodeAgent:
     def launch(self, request: LaunchRequest, push_interval: float = 0.0) -> dict:
         """Start the command (once: a resumed launch returns the same handle); with a
         `push_interval`, what it writes is pushed into SpellFS that often while it runs."""
+        if request.api is not None:  # the server's socket is on its host: the relay's is here
+            request = replace(request, api=replace(request.api, socket_dir=str(self.relay.folder)))
         backend = self._backend(request)
         with self._lock:
             handle = backend.launch(request)

@@ -1,6 +1,6 @@
 """How code inside a run reaches its server: the server's API on a Unix socket in a private
-folder (never on the network) for runs on the server's host, or the server's URL for runs on
-other machines (a cluster's nodes); the run's own token, and the light client on PYTHONPATH,
+folder (never on the network), on the server's host or (for a cluster's nodes) relayed by the
+node's agent to the leading server; the run's own token, and the light client on PYTHONPATH,
 so `import spell.client` and `spell.metrics.send_metric` work in any run with no set-up."""
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ CONTAINER_LIB_DIR = "/opt/spell/lib"  # where a container sees the client's pack
 
 @dataclass(frozen=True)
 class RunApi:
-    """The socket's folder on this host (or the server's URL, for a run on another machine)
-    and the token of one run."""
+    """The socket's folder on the run's host and the token of one run."""
 
     socket_dir: str
     token: str
-    base_url: str = ""  # set: the run reaches the server here over TCP, not by the socket
 
 
 def socket_url(socket_dir: str | Path) -> str:
@@ -42,7 +40,7 @@ def api_environment(
     PYTHONPATH (the run's packages come first)."""
     env = {"SPELL_RUN_ID": str(run_id)}
     if api is not None:
-        env["SPELL_BASE_URL"] = api.base_url or socket_url(socket_dir)
+        env["SPELL_BASE_URL"] = socket_url(socket_dir)
         env["SPELL_TOKEN"] = api.token
         env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, lib_dir) if p)
     return env

@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
@@ -21,6 +22,7 @@ API_PREFIX = "spell/api/v1"
 STREAM_TIMEOUT = (10.0, None)  # connect within 10 s; a followed stream may be silent for hours
 Timeout = float | tuple[float, float | None] | None
 RETRYABLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+RETRY_AFTER_LIMIT = 60.0  # seconds a request answered "503, retry after" is asked again
 
 
 class Response:
@@ -129,6 +131,37 @@ class Transport:
             headers["Content-Type"] = "application/json"
         headers.update(extra or {})
         connect_timeout, read_timeout = _timeouts(self.timeout if timeout == 0 else timeout)
+        give_up = time.monotonic() + RETRY_AFTER_LIMIT
+        while True:
+            response = self._send(
+                method, target, body, headers, stream, connect_timeout, read_timeout
+            )
+            wait = _retry_after(response)
+            if wait is None or time.monotonic() + wait > give_up:
+                break
+            response.read()  # not answered yet (no leader for a moment): asked again
+            self._done(response, stream)
+            time.sleep(wait)
+        if response.status_code >= 300:  # the API never redirects: a login page is not it
+            message = self._error_message(response)
+            self._done(response, stream)
+            raise APIError(response.status_code, message)
+        if not stream:
+            response.read()
+            self._done(response, stream)
+        return response
+
+    def _send(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        stream: bool,
+        connect_timeout: float | None,
+        read_timeout: float | None,
+    ) -> Response:
+        """One request (again once on a kept-alive connection the server had closed)."""
         for attempt in (1, 2):
             reused = not stream and self._shared is not None
             connection = self._connection(stream, connect_timeout)
@@ -152,15 +185,7 @@ class Transport:
                 raise ServerUnavailable(
                     f"no Spell server answers at {self.base_url}: {exc}"
                 ) from exc
-        response = Response(raw, connection)
-        if response.status_code >= 300:  # the API never redirects: a login page is not it
-            message = self._error_message(response)
-            self._done(response, stream)
-            raise APIError(response.status_code, message)
-        if not stream:
-            response.read()
-            self._done(response, stream)
-        return response
+        return Response(raw, connection)
 
     def _error_message(self, response: Response) -> str:
         """The server's own message, or one that says which server answered and what to do
@@ -210,6 +235,17 @@ class Transport:
             response.close()
             if not stream:
                 self._shared = None
+
+
+def _retry_after(response: Response) -> float | None:
+    """Seconds to wait before asking again, where a 503 says so (a cluster node's relay
+    between two leading servers); None: the answer stands."""
+    if response.status_code != 503:
+        return None
+    try:
+        return min(max(float(response.raw.getheader("Retry-After") or ""), 0.0), 5.0)
+    except ValueError:
+        return None
 
 
 def _timeouts(timeout: Timeout) -> tuple[float | None, float | None]:

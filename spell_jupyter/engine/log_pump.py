@@ -18,7 +18,9 @@ RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 class LogPump:
-    """Follows one run's output from `cursor` until the backend says it has all been given."""
+    """Follows one run's output from `cursor` until the backend says it has all been given; a
+    read that fails is taken up again from the last stored cursor (a few times, waiting longer
+    each time), so a backend's passing fault loses no line."""
 
     def __init__(
         self,
@@ -53,18 +55,34 @@ class LogPump:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        try:
-            for lines, cursor in self.backend.follow_output(
-                self.handle, self.cursor, self.stop_event
-            ):
-                self._store(lines, cursor)
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                for lines, cursor in self.backend.follow_output(
+                    self.handle, self.cursor, self.stop_event
+                ):
+                    self._store(lines, cursor)
+                    failures = 0
+                    if self.stop_event.is_set():
+                        return
+                break  # everything was given
+            except Exception:
                 if self.stop_event.is_set():
                     return
-        except Exception:
-            if self.stop_event.is_set():
-                return
-            self.log.exception("Spell engine: reading the output of run %s failed", self.run_id)
-            self.stop_event.wait(1.0)
+                if failures == len(RETRY_SECONDS):  # what could not be read stays unread
+                    self.log.exception(
+                        "Spell engine: reading the output of run %s failed; giving up", self.run_id
+                    )
+                    break
+                self.log.warning(
+                    "Spell engine: reading the output of run %s failed; reading on from its "
+                    "cursor in %ss",
+                    self.run_id,
+                    RETRY_SECONDS[failures],
+                    exc_info=True,
+                )
+                self.stop_event.wait(RETRY_SECONDS[failures])
+                failures += 1
         if not self.stop_event.is_set():
             self.drained.set()
             self.on_done(self.run_id)

@@ -18,28 +18,18 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from tornado import httputil, web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado import web
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, websocket_connect
 
 from ..errors import NotFound, Unavailable
+from ..http_forwarding import CONNECT_TIMEOUT, HOP_BY_HOP, forward
 from ..services.tensorboards import TensorBoards
 from ..services.upstreams import NotServing, Upstream
 from ..services.workspaces import WorkspaceManager
 from ..workspace_identity import USER_HEADER
 from .base import AUTH_RESOURCE
 
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-}
 # This server's credentials stay here; a service gets its own token instead.
 NOT_FORWARDED = HOP_BY_HOP | {
     "host",
@@ -53,8 +43,6 @@ NOT_FORWARDED = HOP_BY_HOP | {
 # and an `_xsrf` of its own would shadow this server's.
 NOT_RETURNED = HOP_BY_HOP | {"set-cookie", "content-length"}
 TOKEN_ARGUMENT = re.compile(r"(?:^|&)token=[^&]*")
-CONNECT_TIMEOUT = 10.0
-REQUEST_TIMEOUT = 3600.0  # a long download through a workspace's file API
 
 
 class ServiceProxyHandler(WebSocketMixin, WebSocketHandler, ExtensionHandlerMixin, JupyterHandler):
@@ -166,58 +154,9 @@ class ServiceProxyHandler(WebSocketMixin, WebSocketHandler, ExtensionHandlerMixi
 
     async def _proxy_http(self, name: str, path: str | None) -> None:
         upstream = await self._upstream(name)
-        started = False
-        seen: set[str] = set()
-
-        def on_header(line: str) -> None:
-            nonlocal started
-            line = line.rstrip("\r\n")
-            if line.startswith("HTTP/"):
-                start = httputil.parse_response_start_line(line)
-                if start.code == 100:
-                    return
-                started = True
-                seen.clear()
-                self.clear()
-                self.set_status(start.code, start.reason)
-            elif line and started:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key.lower() in NOT_RETURNED:
-                    return
-                if key.lower() in seen:  # repeated by the service: kept repeated
-                    self.add_header(key, value.strip())
-                else:  # replaces this server's default of the same name
-                    seen.add(key.lower())
-                    self.set_header(key, value.strip())
-
-        def on_chunk(chunk: bytes) -> None:
-            self.write(chunk)
-            flushed = self.flush()
-            flushed.add_done_callback(lambda f: f.exception())  # a client gone: nothing to do
-
-        body = self.request.body
-        method = self.request.method or "GET"
-        request = HTTPRequest(
-            f"http://{upstream.address}{self._upstream_uri()}",
-            method=method,
-            headers=self._upstream_headers(upstream),
-            body=body if body or method in ("POST", "PUT", "PATCH") else None,
-            allow_nonstandard_methods=True,
-            follow_redirects=False,
-            decompress_response=False,
-            connect_timeout=CONNECT_TIMEOUT,
-            request_timeout=REQUEST_TIMEOUT,
-            header_callback=on_header,
-            streaming_callback=on_chunk,
-        )
-        try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        except (OSError, HTTPClientError) as exc:
-            response, error = None, exc
-        else:
-            error = response.error if response.code == 599 else None
-        if error is not None and not started:
+        url = f"http://{upstream.address}{self._upstream_uri()}"
+        error = await forward(self, url, self._upstream_headers(upstream), NOT_RETURNED)
+        if error is not None:
             self._not_answering(name, upstream, error)
         self.finish()
 
