@@ -191,6 +191,67 @@ def test_a_node_dying_mid_run_ends_it_interrupted_keeping_what_was_pushed(on_clu
     assert fs.cat_file(f"runs/{run.id}/kept.txt") == b"first\n"  # what was pushed stays
 
 
+# A run that tells where its node's relay listens, then writes a file once labelled "go".
+AFTER_RESTART = """
+import os, time, urllib.parse, spell.client
+url = os.environ["SPELL_BASE_URL"]
+print("relay", urllib.parse.unquote(url.split("//", 1)[1].rstrip("/")), flush=True)
+client = spell.client.from_environment()
+
+
+def labels():
+    while True:
+        try:
+            return client.runs.get(int(os.environ["SPELL_RUN_ID"])).labels
+        except Exception:
+            time.sleep(0.2)  # its agent is being started again
+
+
+while "go" not in labels():
+    time.sleep(0.2)
+open("after.txt", "w").write("after")
+print("written", flush=True)
+while "done" not in labels():
+    time.sleep(0.2)
+"""
+
+
+def test_an_agent_killed_mid_run_is_started_again_and_carries_its_run_on(
+    tmp_path, ray_cluster, s3_server
+):
+    import psutil
+
+    from spell_jupyter.client.spellfs import SpellApiFileSystem
+
+    home = cluster_home(tmp_path, ray_cluster, s3_server)
+    config = json.loads((home.path / "config.json").read_text())
+    config["RayBackend"]["output_push_interval"] = 0.5
+    (home.path / "config.json").write_text(json.dumps(config))
+    home.start_server()
+    try:
+        spell = home.client()
+        run = spell.runs.new(command=f"python -c {shlex.quote(AFTER_RESTART)}")
+        relay = wait_for_line(run, "relay ").split(" ", 1)[1]
+        agent = {c.pid for c in psutil.net_connections(kind="unix") if c.laddr == relay}
+        assert len(agent) == 1, agent
+        os.kill(agent.pop(), signal.SIGKILL)  # Ray starts it again on its node
+        run.add_label("go")
+        assert wait_for_line(run, "written") == "written"  # through the relay started again
+        fs = SpellApiFileSystem(spell)
+        deadline = time.monotonic() + 60
+        while not fs.exists(f"runs/{run.id}/after.txt"):  # pushed by the new agent
+            assert time.monotonic() < deadline, "the new agent never pushed the run's output"
+            time.sleep(0.2)
+        run.refresh()
+        assert run.status == "running"
+        run.add_label("done")
+        run.wait_status("complete", timeout=120)
+        lines = [e.text for e in run.logs() if not e.status_event]
+        assert lines == [f"relay {relay}", "written"]  # nothing lost, nothing doubled
+    finally:
+        home.spell("server", "stop")
+
+
 def test_the_workflow_example_runs_unchanged_on_the_cluster(on_cluster, tmp_path):
     from test_workflows import PIPELINE, SEND_LOSS, git_repo
 

@@ -469,12 +469,14 @@ class RayBackend(Backend):
     def _await_end(self, run_id: int) -> None:
         """Watch for the end of a launched run's command (or of its node)."""
         ray = self._ray()
-        handle = self._launched[run_id]
+        handle = self._launched.get(run_id)
+        if handle is None:  # cleaned up meanwhile
+            return
         try:
             if not self._alive(handle["node"]):
                 raise ray.exceptions.RayActorError()
             ref = self._agent(handle["node"]).wait_end.remote(handle, 30.0)
-        except ray.exceptions.RayActorError:
+        except (ray.exceptions.RayActorError, Unavailable):
             if self._on_change is not None:
                 self._on_change(run_id)  # its node is gone: its status says so
             return
@@ -507,8 +509,10 @@ class RayBackend(Backend):
                 if what == "end":  # watched again while the command still runs
                     try:
                         state = ray.get(ref)
-                    except ray.exceptions.RayError:
-                        state = ProcessStatus(ProcessState.LOST)
+                    except ray.exceptions.RayError:  # its agent restarts, or its node is gone
+                        if run_id in self._launched:
+                            threading.Timer(0.5, self._await_end, [run_id]).start()
+                        continue
                     if (state is None or not state.ended) and run_id in self._launched:
                         self._await_end(run_id)
                         continue
@@ -525,6 +529,8 @@ class RayBackend(Backend):
             except ray.exceptions.GetTimeoutError:
                 continue
             except ray.exceptions.RayActorError:
+                if self._alive(handle["node"]):
+                    continue  # its agent was started again: it reads on from the cursor
                 return  # its node is gone: the status says so
             if lines:
                 yield lines, cursor

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import queue
 import tempfile
 import threading
@@ -139,7 +140,7 @@ class NodeAgent:
         self.node_id = ray.get_runtime_context().get_node_id()
         self.node_ip = ray.util.get_node_ip_address()
         fs = SpellFileSystem(**fs_settings, skip_instance_cache=True)
-        home = node_home(self.node_id, key)
+        home = self.home = node_home(self.node_id, key)
         options = {
             "fs": fs,
             "home": home,
@@ -161,6 +162,7 @@ class NodeAgent:
         self._followers: dict[int, _Follower] = {}
         self._followers_lock = threading.Lock()
         self._pushers: dict[int, _Pusher] = {}
+        self._unpushed: set[int] = set()  # runs launched with no pushes
 
     def _on_change(self, _run_id: int | None) -> None:
         with self._changed:
@@ -228,19 +230,41 @@ class NodeAgent:
                 pusher = _Pusher(backend, request, handle, push_interval)
                 self._pushers[request.run_id] = pusher
         backend.attach(request.run_id, handle)
+        if push_interval > 0:  # an agent started again (its node lived on) pushes it on
+            _write_pickle(self._push_record(request.run_id), (request, push_interval))
         where = {"run": request.run_id, "node": self.node_id, "node_ip": self.node_ip}
         return {**handle, **where, "gpus": list(request.gpu_indices)}
+
+    def _push_record(self, run_id: int) -> Path:
+        return self.home / "pushes" / f"{run_id}.pickle"
 
     def _stop_pusher(self, run_id: int) -> None:
         with self._lock:
             pusher = self._pushers.pop(run_id, None)
+            self._push_record(run_id).unlink(missing_ok=True)
         if pusher is not None:
             pusher.stop()
 
+    def _resume_pusher(self, run_id: int, backend: HostBackend, handle: dict) -> None:
+        """After a restart of this agent: push a running run's outputs on, as launched."""
+        with self._lock:
+            if run_id in self._pushers or run_id in self._unpushed:
+                return
+            try:
+                request, interval = _read_pickle(self._push_record(run_id))
+            except FileNotFoundError:
+                self._unpushed.add(run_id)
+                return
+            self._pushers[run_id] = _Pusher(backend, request, handle, interval)
+
     def status(self, handle: dict) -> ProcessStatus:
         backend = self._backend(handle=handle)
-        backend.attach(_run_id(handle), handle)  # after an agent restart: watched again
-        return backend.status(handle)
+        run_id = _run_id(handle)
+        backend.attach(run_id, handle)  # after an agent restart: watched again
+        status = backend.status(handle)
+        if not status.ended:
+            self._resume_pusher(run_id, backend, handle)
+        return status
 
     def wait_end(self, handle: dict, timeout: float) -> ProcessStatus:
         """The command's state once it has ended, or after `timeout` seconds."""
@@ -304,6 +328,7 @@ class NodeAgent:
     def cleanup(self, run_id: int, handle: dict | None) -> None:
         self._stop_follower(run_id)
         self._stop_pusher(run_id)
+        self._unpushed.discard(run_id)
         if handle is not None:
             self._backend(handle=handle).cleanup(run_id, handle)
             return
@@ -330,6 +355,17 @@ def _streamed(work) -> Iterator[str]:
         yield line
     if failed:
         raise failed[0]
+
+
+def _write_pickle(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{threading.get_ident()}")
+    partial.write_bytes(pickle.dumps(value))
+    partial.replace(path)
+
+
+def _read_pickle(path: Path):
+    return pickle.loads(path.read_bytes())
 
 
 def _run_id(handle: dict) -> int:
