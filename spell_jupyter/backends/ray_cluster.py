@@ -49,6 +49,7 @@ GROUP_PREFIX = "spell-run-"
 AGENT_PREFIX = "spell-node-"
 MIB = 1 << 20
 NODES_MAX_AGE = 2.0  # seconds the list of live nodes is taken as it was read
+INFO_MAX_AGE = 60.0  # seconds what a node's agent said of the node (Docker, NVIDIA) is kept
 START_HINT = (
     "start one (`ray start --head`, then `ray start --address HEAD:6379` on each node) or "
     "point RayBackend.address (or RAY_ADDRESS) at yours"
@@ -105,7 +106,7 @@ class RayBackend(Backend):
         self._agents: dict[str, Any] = {}  # node ID -> its Spell agent
         self._told: set[str] = set()  # nodes whose agent relays its runs' API calls here
         self._launched: dict[int, dict] = {}  # run -> the handle of its launched command
-        self._infos: dict[str, dict] = {}  # node ID -> what its agent said of it
+        self._infos: dict[str, tuple[float, dict]] = {}  # node ID -> (when, what its agent said)
         self._live: tuple[float, list[dict]] = (-NODES_MAX_AGE, [])  # when read, live nodes
         self._watched: dict[Any, tuple[int, str]] = {}  # ObjectRef -> (run, "placed"/"end")
         self._watch_lock = threading.Lock()
@@ -204,7 +205,9 @@ class RayBackend(Backend):
                 "--docker-image, --apt, --pip, --pip-req, --conda-file and --deps-from-env "
                 "cannot be honoured there: install what the run needs on the nodes"
             )
-        nodes = self._nodes(NODES_MAX_AGE)
+        nodes = [  # the nodes that could hold the run (their agents are asked)
+            n for n in self._nodes(NODES_MAX_AGE) if n["Resources"].get("GPU", 0) >= gpus
+        ]
         if not any(self._containers_on(n["NodeID"], gpus) for n in nodes):
             needs = " with the NVIDIA runtime" if gpus else ""
             raise InvalidInput(
@@ -215,10 +218,13 @@ class RayBackend(Backend):
             )
 
     def _info(self, node: str) -> dict:
-        """What the agent of `node` says of it (asked once per node)."""
-        if node not in self._infos:
-            self._infos[node] = self._call(node, "info")
-        return self._infos[node]
+        """What the agent of `node` says of it (asked again after INFO_MAX_AGE seconds: a
+        node's Docker Engine may come up or go)."""
+        asked, info = self._infos.get(node, (-INFO_MAX_AGE, {}))
+        if time.monotonic() - asked >= INFO_MAX_AGE:
+            info = self._call(node, "info")
+            self._infos[node] = (time.monotonic(), info)
+        return info
 
     def _containers_on(self, node: str, gpus: int) -> bool:
         """Whether runs (with `gpus` GPUs) on `node` are containers."""

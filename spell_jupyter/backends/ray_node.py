@@ -34,6 +34,7 @@ from .local import LocalBackend
 
 # Where a node keeps its runs' folders (env on the node; default: a folder of its temp dir).
 NODE_HOME_ENV = "SPELL_NODE_HOME"
+DOCKER_ASK_SECONDS = 10.0  # how often an agent without Docker looks for it again
 FOLLOWER_IDLE_SECONDS = 60.0  # a run's output reader nobody asked for this long is stopped
 _END = object()
 log = logging.getLogger(__name__)
@@ -148,25 +149,44 @@ class NodeAgent:
             "service_bind": self.node_ip,  # workspaces, kernels: reached from the server's host
         }
         self.relay = ApiRelay(home / "api")  # runs here reach the leading server through it
-        self._changed = threading.Condition()
+        self._changes: dict[int, threading.Event] = {}  # run -> set when its state changes
+        self._changes_lock = threading.Lock()
+        self._attached: set[int] = set()  # runs this agent's backends watch
         self.local = LocalBackend(**options)
         self.local.watch(self._on_change)
         self.docker: DockerBackend | None = None
-        if containers:
-            # the host's network: workspaces and kernels listen on the node's address
-            docker = DockerBackend(**options, host_network=True)
-            if docker.answers():
-                self.docker = docker
-                docker.watch(self._on_change)
+        self._docker_options = options if containers else None
+        self._docker_asked = -DOCKER_ASK_SECONDS
+        self._docker_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._find_docker()
         self._followers: dict[int, _Follower] = {}
         self._followers_lock = threading.Lock()
         self._pushers: dict[int, _Pusher] = {}
         self._unpushed: set[int] = set()  # runs launched with no pushes
 
-    def _on_change(self, _run_id: int | None) -> None:
-        with self._changed:
-            self._changed.notify_all()
+    def _on_change(self, run_id: int | None) -> None:
+        """Wake who waits on the run (on every run when the backend cannot say which)."""
+        with self._changes_lock:
+            events = list(self._changes.values()) if run_id is None else [self._changes.get(run_id)]
+        for event in events:
+            if event is not None:
+                event.set()
+
+    def _find_docker(self) -> None:
+        """Take the node's Docker Engine where it answers (asked again at most every
+        DOCKER_ASK_SECONDS while it does not: a node's Docker may come up after its agent)."""
+        with self._docker_lock:
+            if self.docker is not None or self._docker_options is None:
+                return
+            if time.monotonic() - self._docker_asked < DOCKER_ASK_SECONDS:
+                return
+            self._docker_asked = time.monotonic()
+            # the host's network: workspaces and kernels listen on the node's address
+            docker = DockerBackend(**self._docker_options, host_network=True)
+            if docker.answers():
+                docker.watch(self._on_change)
+                self.docker = docker
 
     def _backend(self, request: LaunchRequest | None = None, handle: dict | None = None):
         """The backend a run goes through: Docker for a run with an image (or a container)."""
@@ -185,6 +205,7 @@ class NodeAgent:
 
     def info(self) -> dict:
         """Where the agent is, and whether runs here can be containers (with GPUs)."""
+        self._find_docker()
         return {
             "node": self.node_id,
             "node_ip": self.node_ip,
@@ -230,6 +251,7 @@ class NodeAgent:
                 pusher = _Pusher(backend, request, handle, push_interval)
                 self._pushers[request.run_id] = pusher
         backend.attach(request.run_id, handle)
+        self._attached.add(request.run_id)
         if push_interval > 0:  # an agent started again (its node lived on) pushes it on
             _write_pickle(self._push_record(request.run_id), (request, push_interval))
         where = {"run": request.run_id, "node": self.node_id, "node_ip": self.node_ip}
@@ -260,7 +282,9 @@ class NodeAgent:
     def status(self, handle: dict) -> ProcessStatus:
         backend = self._backend(handle=handle)
         run_id = _run_id(handle)
-        backend.attach(run_id, handle)  # after an agent restart: watched again
+        if run_id not in self._attached:  # after an agent restart: watched again
+            backend.attach(run_id, handle)
+            self._attached.add(run_id)
         status = backend.status(handle)
         if not status.ended:
             self._resume_pusher(run_id, backend, handle)
@@ -268,9 +292,17 @@ class NodeAgent:
 
     def wait_end(self, handle: dict, timeout: float) -> ProcessStatus:
         """The command's state once it has ended, or after `timeout` seconds."""
-        with self._changed:
-            self._changed.wait_for(lambda: self.status(handle).ended, timeout)
-        return self.status(handle)
+        run_id = _run_id(handle)
+        with self._changes_lock:
+            changed = self._changes.setdefault(run_id, threading.Event())
+        end = time.monotonic() + timeout
+        while True:
+            changed.clear()  # a change from now on wakes the wait below
+            status = self.status(handle)
+            left = end - time.monotonic()
+            if status.ended or left <= 0:
+                return status
+            changed.wait(left)
 
     def output(self, handle: dict, cursor: str, wait: float) -> tuple[list, str, bool]:
         """Output after `cursor`, waiting up to `wait` seconds for some: (lines, cursor after
@@ -329,6 +361,9 @@ class NodeAgent:
         self._stop_follower(run_id)
         self._stop_pusher(run_id)
         self._unpushed.discard(run_id)
+        self._attached.discard(run_id)
+        with self._changes_lock:
+            self._changes.pop(run_id, None)
         if handle is not None:
             self._backend(handle=handle).cleanup(run_id, handle)
             return
