@@ -2,6 +2,7 @@
 the same process run.
 
     .venv/bin/python benchmarks/bench_cluster.py [--runs 10] [--queued 200] [--base IMAGE]
+        [--queued-containers 40]
 
 Figures (throw-away SPELL_HOMEs, warm servers, SpellFS on a local folder):
 - Submit -> running (the run's status history) of `sleep 1` runs on a warm two-node cluster:
@@ -9,7 +10,8 @@ Figures (throw-away SPELL_HOMEs, warm servers, SpellFS on a local folder):
   (where a Docker Engine answers), and as processes of the nodes against the local backend.
 - --queued `true` runs submitted at once on the same warm cluster: of a machine type only node a
   declares (one node), then of type CPU (either node; 2 CPUs each, 1 CPU a run): runs/s, and
-  the ratio (throughput should scale with the nodes).
+  the ratio (throughput should scale with the nodes); --queued-containers the same as Docker
+  containers on the nodes, against as many on the single-host Docker backend.
 - Log lag from a line printed in a run on the worker node (machine type T4, node b only) to an
   HTTP follower of /runs/<id>/logs?follow=true: p50/p95.
 """
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--queued", type=int, default=200)
     parser.add_argument("--base", default="spell/base:bookworm-py311")
+    parser.add_argument("--queued-containers", type=int, default=40)
     args = parser.parse_args()
     os.environ["SPELL_STOP_GRACE_PERIOD"] = "5"
     root = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -103,6 +106,10 @@ def main() -> None:
     if docker_answers():
         with Server(root / "docker", "docker", args.base) as server:
             baselines["docker"] = submit_to_running(server, args.runs, "single-host Docker")
+            if args.queued_containers:
+                baselines["docker_rate"] = throughput(
+                    server, args.queued_containers, "single-host Docker"
+                )
     with Server(root / "local", "local", args.base) as server:
         baselines["local"] = submit_to_running(server, args.runs, "single-host local processes")
 
@@ -114,6 +121,15 @@ def main() -> None:
                 label = "warm two-node Ray cluster, Docker containers on the nodes"
                 ray = submit_to_running(server, args.runs, label)
                 print(f"  cluster overhead over docker: {ray - baselines['docker']:+.3f} s per run")
+                if args.queued_containers:
+                    count = args.queued_containers
+                    one = throughput(server, count, "containers, one node", machine_type="A")
+                    two = throughput(server, count, "containers, two nodes")
+                    print(
+                        f"  two nodes / one node: {two / one:.2f}x; two nodes / single-host "
+                        f"Docker: {two / baselines['docker_rate']:.2f}x (one Docker Engine and "
+                        "2 cores under both nodes here)"
+                    )
         with ClusterServer(root / "cluster", cluster) as server:
             label = "warm two-node Ray cluster, processes on the nodes"
             ray = submit_to_running(server, args.runs, label)

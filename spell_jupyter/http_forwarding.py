@@ -30,10 +30,14 @@ async def forward(
     url: str,
     headers: dict[str, str],
     not_returned: frozenset[str] | set[str] = HOP_BY_HOP | {"content-length"},
+    *,
+    client: AsyncHTTPClient | None = None,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> BaseException | None:
-    """Send `handler`'s request (method and body) to `url` with `headers`, and stream the
-    answer back through `handler`: its status, its headers but `not_returned`, its body. The
-    error when the other server answered nothing (the caller answers then), else None."""
+    """Send `handler`'s request (method and body) to `url` with `headers` (through `client`,
+    else the IOLoop's shared one), and stream the answer back through `handler`: its status,
+    its headers but `not_returned`, its body. The error when the other server answered
+    nothing (the caller answers then), else None."""
     started = False
     seen: set[str] = set()
 
@@ -75,12 +79,12 @@ async def forward(
         follow_redirects=False,
         decompress_response=False,
         connect_timeout=CONNECT_TIMEOUT,
-        request_timeout=REQUEST_TIMEOUT,
+        request_timeout=request_timeout,
         header_callback=on_header,
         streaming_callback=on_chunk,
     )
     try:
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        response = await (client or AsyncHTTPClient()).fetch(request, raise_error=False)
     except (OSError, HTTPClientError) as exc:
         error: BaseException | None = exc
     else:

@@ -17,16 +17,28 @@ from spell_jupyter.client.transport import Transport, UnixHTTPConnection
 
 
 class Upstream:
-    """An HTTP server that answers each request with what it saw (404 for .../missing)."""
+    """An HTTP server that answers each request with what it saw (404 for .../missing; with
+    `hold`, .../hold answers once `hold` is set)."""
 
-    def __init__(self, name: str, status: int = 200, headers: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        status: int = 200,
+        headers: dict | None = None,
+        hold: threading.Event | None = None,
+    ):
         seen = self.seen = []
+        arrived = self.arrived = threading.Condition()
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode()
-                seen.append((self.command, self.path, self.headers.get("Authorization"), body))
+                with arrived:
+                    seen.append((self.command, self.path, self.headers.get("Authorization"), body))
+                    arrived.notify_all()
+                if hold is not None and self.path.endswith("/hold"):
+                    hold.wait(60)  # a followed log: open until the test lets it go
                 missing = self.path.endswith("/missing")
                 code = 404 if missing else status
                 answer = {"message": "no such thing"} if missing else {"by": name, "body": body}
@@ -98,6 +110,24 @@ def test_it_forwards_method_path_token_and_body_and_the_answer_back(relay, upstr
     with pytest.raises(APIError) as refused:  # the leader's own errors pass as they are
         client.json("GET", "missing")
     assert refused.value.status_code == 404 and "no such thing" in str(refused.value)
+
+
+def test_many_requests_held_open_do_not_hold_up_the_next(relay, upstreams):
+    release = threading.Event()
+    leader = upstreams("leader", hold=release)
+    relay.lead(leader.url)
+    held = [
+        threading.Thread(target=Transport(relay.url, "t").json, args=("GET", "hold"), daemon=True)
+        for _ in range(15)  # more than tornado's shared client lets out at once
+    ]
+    try:
+        for thread in held:
+            thread.start()
+        with leader.arrived:
+            assert leader.arrived.wait_for(lambda: len(leader.seen) == 15, 30)
+        assert Transport(relay.url, "t", timeout=10).json("GET", "runs/1")["by"] == "leader"
+    finally:
+        release.set()
 
 
 def test_a_new_leader_answers_what_the_run_asked_while_none_did(relay, upstreams, monkeypatch):

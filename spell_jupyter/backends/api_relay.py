@@ -14,6 +14,7 @@ import os
 import threading
 from pathlib import Path
 
+from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_unix_socket
 from tornado.web import Application, RequestHandler
@@ -24,6 +25,8 @@ from .run_api import SOCKET_NAME, socket_url
 NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}
 LEADER_FILE = "leader-url"
 RETRY_AFTER = 1  # seconds a run's client waits before asking again when no leader answers
+MAX_REQUESTS = 1000  # requests relayed at once (followed logs stay open for long)
+STREAM_SECONDS = 30 * 86400.0  # how long one relayed request (a followed log) may last
 MAX_BODY = 64 << 20  # what the server's own socket takes (uploads come in 16 MiB requests)
 
 
@@ -39,6 +42,7 @@ class ApiRelay:
         except OSError:
             self.upstream = ""  # until a leader says
         self._lock = threading.Lock()
+        self._http: AsyncHTTPClient | None = None
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._failed: list[BaseException] = []
@@ -60,6 +64,13 @@ class ApiRelay:
             kept = self.folder / f"{LEADER_FILE}.{threading.get_ident()}"
             kept.write_text(upstream)
             kept.replace(self.folder / LEADER_FILE)
+
+    def http_client(self) -> AsyncHTTPClient:
+        """The relay's own client (in its loop's thread): as many requests at once as the
+        node's runs make (tornado's shared client queues any past 10)."""
+        if self._http is None:
+            self._http = AsyncHTTPClient(force_instance=True, max_clients=MAX_REQUESTS)
+        return self._http
 
     def close(self) -> None:
         """Stop serving (the socket file goes too)."""
@@ -98,7 +109,13 @@ class _RelayHandler(RequestHandler):
         headers = {
             k: v for k, v in self.request.headers.get_all() if k.lower() not in NOT_FORWARDED
         }
-        error = await forward(self, upstream + self.request.uri.lstrip("/"), headers)
+        error = await forward(
+            self,
+            upstream + self.request.uri.lstrip("/"),
+            headers,
+            client=self.relay.http_client(),
+            request_timeout=STREAM_SECONDS,
+        )
         if error is not None:
             self._answer(503, f"the Spell server at {upstream} does not answer ({error})")
             return
