@@ -12,11 +12,13 @@
 # it, so runs of that type land here), its GPUs counted by Ray (GPU runs in containers need the
 # NVIDIA Container Toolkit). SPELL_NODE_HOME (default: a folder of /tmp) is where the node
 # keeps its runs' folders; SpellFS (the team's bucket) must be reachable from here with the
-# same FSSPEC_S3_* settings.
+# same FSSPEC_S3_* settings. A cluster with Ray's token authentication (RAY_AUTH_MODE=token, or
+# a token already in ~/.ray/auth_token when the head starts) needs that token on every node and
+# every Spell server (~/.ray/auth_token or RAY_AUTH_TOKEN), with RAY_AUTH_MODE=token set there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ $# -lt 1 ]; then
-  sed -n '2,16p' "$0" >&2
+  sed -n '2,18p' "$0" >&2
   exit 2
 fi
 target=$1

@@ -48,6 +48,7 @@ from .base import (
 GROUP_PREFIX = "spell-run-"
 AGENT_PREFIX = "spell-node-"
 MIB = 1 << 20
+CONNECT_WAIT = 10.0  # seconds a request waits on another's connecting to the cluster
 NODES_MAX_AGE = 2.0  # seconds the list of live nodes is taken as it was read
 INFO_MAX_AGE = 60.0  # seconds what a node's agent said of the node (Docker, NVIDIA) is kept
 START_HINT = (
@@ -99,6 +100,9 @@ class RayBackend(Backend):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        if _on_loopback(self.address):  # read as `ray` is imported: without it, Ray takes
+            # 127.0.0.1 for this machine's own address, and looks for the head there in vain
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         self._connect_lock = threading.Lock()
         self._groups: dict[int, Any] = {}  # run -> its placement group
         self._placing: dict[int, Any] = {}  # run -> ObjectRef of its group's ready()
@@ -122,7 +126,14 @@ class RayBackend(Backend):
         """The connected `ray` module (Unavailable when the cluster does not answer)."""
         import ray
 
-        with self._connect_lock:
+        if ray.is_initialized():
+            return ray
+        if not self._connect_lock.acquire(timeout=CONNECT_WAIT):  # ray.init may take minutes
+            raise Unavailable(
+                f"this server is still connecting to the Ray cluster at {self.address}; "
+                "try again in a moment (its log says why it takes long)"
+            )
+        try:
             if ray.is_initialized():
                 return ray
             self._check_reachable()
@@ -133,8 +144,7 @@ class RayBackend(Backend):
                 "log_to_driver": False,
                 "configure_logging": False,
             }
-            host = urlsplit("//" + self.address.split("://")[-1]).hostname or ""
-            if host in ("127.0.0.1", "localhost"):
+            if _on_loopback(self.address):
                 options["_node_ip_address"] = "127.0.0.1"  # or Ray rewrites it and hangs
             # A Ray driver ends its own process once the head has been gone this long (60 s by
             # default): this process is a Jupyter server that must outlive its cluster.
@@ -144,10 +154,14 @@ class RayBackend(Backend):
             except Exception as exc:
                 raise self._no_answer(exc) from exc
             return ray
+        finally:
+            self._connect_lock.release()
 
     def _no_answer(self, why: object) -> Unavailable:
         return Unavailable(
-            f"the Ray cluster at {self.address} does not answer ({why}); {START_HINT}"
+            f"the Ray cluster at {self.address} does not answer ({why}); {START_HINT}. A "
+            "cluster with Ray's token authentication needs RAY_AUTH_MODE=token and its token "
+            "(RAY_AUTH_TOKEN or ~/.ray/auth_token) in this server's environment"
         )
 
     def _check_reachable(self) -> None:
@@ -644,6 +658,12 @@ class NodeImages(ImageBuilder):
         self, dockerfile: str, files: dict[str, bytes], tag: str, on_line: Callable[[str], None]
     ) -> None:
         self.backend._stream(self.node, "build_lines", dockerfile, files, tag, on_line=on_line)
+
+
+def _on_loopback(address: str) -> bool:
+    """Whether the head's address is this machine's loopback (a cluster started here)."""
+    host = urlsplit("//" + address.split("://")[-1]).hostname or ""
+    return host in ("127.0.0.1", "localhost")
 
 
 def _group_node(group) -> str:
