@@ -485,3 +485,32 @@ def test_a_workspace_in_a_container_on_a_node_is_reached_through_the_hosts_proxy
     assert seen == "True"
     assert containers_on_cluster.spell("workspaces", "stop", "box-ws").returncode == 0
     containers_on_cluster.client().runs.get(run.id).wait_status("stopped", timeout=120)
+
+
+def test_a_remote_kernel_on_the_t4_node_through_the_hosts_kernel_api(
+    tmp_path, ray_cluster, s3_server
+):
+    from helpers import LAB_TOKEN, Lab, kernel_execute
+    from test_kernels import api, channels
+
+    home = cluster_home(tmp_path, ray_cluster, s3_server)
+    assert home.spell("kernelspec", "add", "gpu", "-t", "T4").returncode == 0
+    lab = Lab(home)
+    try:
+        body = {"path": "nb.ipynb", "type": "notebook", "kernel": {"name": "spell-gpu"}}
+        status, session = api(lab, "POST", "api/sessions", body)
+        assert status == 201, session
+        client = home.client()
+        (run,) = client.runs.list(kinds=["kernel"])
+        assert node_of(run, ray_cluster) == "b"
+        found = kernel_execute(
+            channels(lab, session["kernel"]["id"]),
+            LAB_TOKEN,
+            "import os; os.environ['CUDA_VISIBLE_DEVICES'], os.path.basename(os.getcwd())",
+        )
+        assert eval(found["result"]) == ("0", str(run.id))  # the T4's GPU, in its run's folder
+        status, _ = api(lab, "DELETE", f"api/sessions/{session['id']}")
+        assert status == 204
+        run.wait_status(*client.runs.FINAL, timeout=120)
+    finally:
+        lab.stop()
