@@ -19,6 +19,17 @@ def test_new_database_is_at_the_newest_schema(tmp_path):
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
+def test_the_migrations_make_the_tables_the_orm_declares(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from spell_jupyter.store.orm import Base
+
+    engine = connect_database(f"sqlite:///{tmp_path / 'spell.db'}")
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
 def test_migrating_again_keeps_every_run(tmp_path):
     url = f"sqlite:///{tmp_path / 'spell.db'}"
     store = RunStore(connect_database(url))

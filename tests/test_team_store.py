@@ -186,3 +186,36 @@ def test_requests_answer_503_while_postgresql_is_down_and_work_after(
         assert "after" in "".join(e.text for e in after.logs())
     finally:
         h.spell("server", "stop")
+
+
+def test_servers_of_one_store_derive_the_same_workspace_tokens(tmp_path, postgres_url):
+    """The key of workspace and kernel tokens is the store's: a workspace launched by one
+    server's engine is reached through another's proxy (each has its own data directory)."""
+    from spell_jupyter.engine.service_tokens import ServiceTokens
+
+    stores = [RunStore(connect_database(postgres_url)) for _ in range(4)]
+    tokens = [ServiceTokens(s, tmp_path / name) for s, name in zip(stores, "abcd", strict=True)]
+    made = []
+    threads = [threading.Thread(target=lambda t=t: made.append(t.token(7))) for t in tokens]
+    for thread in threads:  # at the same moment: one key is made, every server takes it
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(made) == 4 and len(set(made)) == 1
+    assert ServiceTokens(stores[1], tmp_path / "e").token(8) != made[0]  # one token per run
+
+
+def test_a_data_directorys_former_key_seeds_the_stores(tmp_path):
+    """Workspaces launched before the key moved into the store keep their tokens."""
+    import hashlib
+    import hmac
+
+    from spell_jupyter.engine.service_tokens import ServiceTokens
+    from spell_jupyter.store.database import default_db_url
+
+    (tmp_path / "service.key").write_bytes(b"k" * 32)
+    store = RunStore(connect_database(default_db_url(tmp_path)))
+    expected = hmac.new(b"k" * 32, b"run-7", hashlib.sha256).hexdigest()
+    assert ServiceTokens(store, tmp_path).token(7) == expected
+    (tmp_path / "service.key").unlink()  # the store keeps it now
+    assert ServiceTokens(store, tmp_path).token(7) == expected

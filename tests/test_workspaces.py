@@ -79,8 +79,11 @@ def test_a_workspace_is_reached_through_the_host_and_resumes_with_its_files(any_
     assert page_status == 200 and "jupyter-config-data" in page
     run = workspace_run(home, "ws1")
     from spell_jupyter.engine.service_tokens import ServiceTokens
+    from spell_jupyter.store import RunStore, connect_database
+    from spell_jupyter.store.database import default_db_url
 
-    assert ServiceTokens(home.path).token(run.id) not in page
+    store = RunStore(connect_database(default_db_url(home.path)))
+    assert ServiceTokens(store, home.path).token(run.id) not in page
 
     # a kernel started there runs 1+1 over the proxied websocket
     status, text = proxied(home, "ws1/api/kernels", "POST", {"name": "python3"})

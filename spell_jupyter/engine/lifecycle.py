@@ -217,7 +217,7 @@ class RunEngine(LoggingConfigurable):
             Status.SAVING: self._step_saving,
             Status.PUSHING: self._step_pushing,
         }
-        self.service_tokens = ServiceTokens(home)
+        self.service_tokens = ServiceTokens(store, home)
         self.leader_lock = leader_lock_for(store.engine, home)
         self.disk_reserve = DiskReserve(home / "engine.reserve")
         self._forget_leading_state()

@@ -128,6 +128,15 @@ class RunTokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class SecretRow(Base):
+    """A secret every server of one store shares (hex), such as the key of workspace tokens."""
+
+    __tablename__ = "secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
 class MetricRow(Base):
     """One value of a run's metric: a number, or text (then `value` is null)."""
 

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, and_, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import Conflict, NotFound
@@ -37,6 +38,7 @@ from .orm import (
     RunLabelRow,
     RunRow,
     RunTokenRow,
+    SecretRow,
     StatusChangeRow,
     UTCDateTime,
     utcnow,
@@ -560,6 +562,21 @@ class RunStore:
                 )
             )
         return token
+
+    def shared_secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The secret `name` that every server of this store shares: made by `make` for the
+        first server that asks (another making it at the same moment loses, and takes it)."""
+        with self._read() as session:
+            found = session.get(SecretRow, name)
+        if found is not None:
+            return bytes.fromhex(found.value)
+        try:
+            with self._writing() as session:
+                session.add(SecretRow(name=name, value=make().hex()))
+        except IntegrityError:
+            pass  # made meanwhile by another server
+        with self._read() as session:
+            return bytes.fromhex(session.get_one(SecretRow, name).value)
 
     def token_holder(self, token: str) -> TokenHolder | None:
         """Whose `token` is: None when unknown, or when its run has ended (a run's tokens die
