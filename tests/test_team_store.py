@@ -159,6 +159,38 @@ def test_two_servers_on_one_store_share_runs_and_tell_owners_apart(tmp_path, pos
             h.spell("server", "stop")
 
 
+def test_a_workspace_is_reached_through_either_server_of_the_store(tmp_path, postgres_url):
+    """A workspace that the leader's engine launched answers through the other server's
+    proxy too (their data directories differ; the key of its token is the store's)."""
+    from conftest import make_home
+    from test_workspaces import proxied, start
+
+    homes = []
+    for user in ("alice", "bob"):
+        (tmp_path / user).mkdir()
+        homes.append(
+            make_home(
+                tmp_path / user,
+                SPELL_DB_URL=postgres_url,
+                SPELL_FS_ROOT=str(tmp_path / "team-fs"),
+                SPELL_USER=user,
+            )
+        )
+    try:
+        for h in homes:
+            h.start_server()
+        leading = [h.client().transport.json("GET", "")["leader"] for h in homes]
+        other = homes[leading.index(False)]
+        start(other, "team-ws")  # asked of the server that does not lead
+        for home in homes:
+            status, text = proxied(home, "team-ws/api/status")
+            assert status == 200 and "last_activity" in text, text
+        assert other.spell("workspaces", "stop", "team-ws").returncode == 0
+    finally:
+        for h in homes:
+            h.spell("server", "stop")
+
+
 @pytest.mark.timeout(300)
 def test_requests_answer_503_while_postgresql_is_down_and_work_after(
     tmp_path, postgres_server, postgres_url
